@@ -44,7 +44,10 @@ def test_lora_uplink_is_the_adapter_and_the_base_never_changes(tmp_path: Path) -
         assert r["bits_down"] == clients * 32 * adapter
 
 
-def test_lora_rounds_train_adapters_and_leave_base_weights_bitwise_equal() -> None:
+def lora_round(averaging: str, seed: int = 3):
+    """Two clients' local training and one aggregation of FedAvg-LoRA on the tiny model.
+
+    Returns (model, method, per-client adapter tensors by name, base weights before, downlink bits)."""
     from conftest import load_tiny_llama
 
     from zofo.config import TaskConfig, ZOConfig, build
@@ -60,22 +63,93 @@ def test_lora_rounds_train_adapters_and_leave_base_weights_bitwise_equal() -> No
     obj = build_objective(load_tiny_llama(), task, task_cfg)
     train = obj.encode_split(task.splits["train"].select(range(40)))
     cls = METHODS.get("fedavg-lora")
-    params = build(cls.Params, {"lr": 1e-2, "local_steps": 3}, "method.params")
-    ctx = RunContext(model=obj.model, loss=obj.loss, zo=ZOConfig(), seed=3, num_clients=2, cohort_size=2)
+    params = build(cls.Params, {"lr": 5e-2, "local_steps": 3, "averaging": averaging}, "method.params")
+    ctx = RunContext(model=obj.model, loss=obj.loss, zo=ZOConfig(), seed=seed, num_clients=2, cohort_size=2)
     method = cls(params, ctx)
     method.setup()
     base_before = {n: p.detach().clone() for n, p in obj.model.named_parameters() if "lora_" not in n}
-    lora_before = {n: p.detach().clone() for n, p in obj.model.named_parameters() if "lora_" in n}
-    payloads = []
+    adapters = {n: p for n, p in obj.model.named_parameters() if p.requires_grad}
+    payloads, clients = [], []
     for k in range(2):
-        batches = client_batches(obj, train, list(range(k, 40, 2)), 4, numpy_rng(0, k))
-        payload = method.client_update(1, ClientData(k, 20, batches, batch_size=4))
-        payloads.append(transmit(payload)[0])
-    method.aggregate(1, payloads)
-    after = dict(obj.model.named_parameters())
+        # Different shard sizes, so the example weights are not uniform.
+        shard = list(range(k, 40, 2)) if k == 0 else list(range(1, 16, 2))
+        batches = client_batches(obj, train, shard, 4, numpy_rng(0, k))
+        payload = method.client_update(1, ClientData(k, len(shard), batches, batch_size=4))
+        received = transmit(payload)[0]
+        payloads.append(received)
+        # The client's adapters = global adapters + its update, unflattened in parameter order.
+        flat, offset, mine = received["update"], 0, {}
+        for n, t in adapters.items():
+            mine[n] = t.detach() + flat[offset : offset + t.numel()].view_as(t)
+            offset += t.numel()
+        clients.append((len(shard), mine))
+    down_bits = transmit(method.aggregate(1, payloads))[1]
+    return obj.model, method, clients, base_before, down_bits
+
+
+def effective_and_client_mean(model, clients, base_before):
+    """Per adapted layer: (W_base + s B A of the global model, W0 + s * weighted mean of B_i A_i)."""
+    from peft.tuners.lora import LoraLayer
+
+    total = sum(w for w, _ in clients)
+    out = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        s = module.scaling["default"]
+        a, b = f"{name}.lora_A.default.weight", f"{name}.lora_B.default.weight"
+        effective = module.get_base_layer().weight + s * (
+            module.lora_B["default"].weight @ module.lora_A["default"].weight
+        )
+        mean = base_before[f"{name}.base_layer.weight"] + s * sum(
+            (w / total) * (c[b] @ c[a]) for w, c in clients
+        )
+        out[name] = (effective.detach(), mean)
+    return out
+
+
+def test_lora_rounds_train_adapters_and_leave_base_weights_bitwise_equal() -> None:
+    model, _, _, base_before, _ = lora_round("separate")
+    after = dict(model.named_parameters())
     for n, v in base_before.items():
         assert torch.equal(after[n], v), f"base weight {n} changed"
-    assert any(not torch.equal(after[n], v) for n, v in lora_before.items()), "adapters did not train"
+    # B starts at zero (peft): a non-zero B after the round means the adapters trained.
+    assert any(bool(v.abs().sum() > 0) for n, v in after.items() if "lora_B" in n), "adapters did not train"
+
+
+def test_exact_lora_averaging_gives_the_mean_of_the_clients_models_and_separate_does_not() -> None:
+    model, method, clients, base_before, down_bits = lora_round("exact")
+    gaps = []
+    for name, (effective, mean) in effective_and_client_mean(model, clients, base_before).items():
+        torch.testing.assert_close(effective, mean, rtol=0, atol=1e-6, msg=f"{name}: not the mean model")
+        gaps.append(float((effective - base_before[f"{name}.base_layer.weight"]).abs().max()))
+    assert max(gaps) > 1e-4, "the clients barely trained: the check above would hold for any averaging"
+    # The downlink carries the averaged adapters and one dense residual per adapted layer.
+    adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    residual = sum(v.numel() for n, v in base_before.items() if n.endswith("base_layer.weight"))
+    assert down_bits == 32 * (adapter + residual)
+
+    # A restarted run rebuilds the same global model from w0, the adapters and the saved residuals.
+    state = method.state_dict()
+    weights = [p.detach().clone() for p in method.trainable]
+    model2, method2, _, _, _ = lora_round("exact")  # a fresh model whose own round is overwritten below
+    with torch.no_grad():
+        for n, p in model2.named_parameters():
+            if "lora_" not in n:
+                p.copy_(base_before[n])
+        for p, w in zip(method2.trainable, weights, strict=True):
+            p.copy_(w)
+    method2.load_state_dict(state)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(dict(model2.named_parameters())[n], p, rtol=0, atol=0)
+
+    # Averaging A and B separately misses the clients' covariance: the same check fails.
+    model, _, clients, base_before, _ = lora_round("separate")
+    misses = [
+        float((effective - mean).abs().max())
+        for effective, mean in effective_and_client_mean(model, clients, base_before).values()
+    ]
+    assert max(misses) > 1e-5
 
 
 def test_oneshot_refuses_more_than_one_round() -> None:

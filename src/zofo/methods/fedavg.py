@@ -107,12 +107,13 @@ class FedAvg(FederatedMethod):
         model.eval()
         return {"update": update, "num_examples": torch.tensor([client.num_examples], dtype=torch.uint32)}
 
-    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
+    def _weights(self, payloads: list[Payload]) -> list[float]:
         if self.params.weighting == "examples":
-            weights = [float(pl["num_examples"].item()) for pl in payloads]
-        else:
-            weights = [1.0] * len(payloads)
-        delta = weighted_mean([pl["update"] for pl in payloads], weights)
+            return [float(pl["num_examples"].item()) for pl in payloads]
+        return [1.0] * len(payloads)
+
+    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
+        delta = weighted_mean([pl["update"] for pl in payloads], self._weights(payloads))
         offset = 0
         with torch.no_grad():
             for g in self.global_weights:

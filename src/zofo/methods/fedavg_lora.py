@@ -2,9 +2,16 @@
 
 The model gets peft LoRA adapters (rank r, alpha, dropout, on ``target_modules``); only the adapter
 matrices are trainable, so only they travel: the uplink is the adapter update plus the example count,
-the downlink the averaged adapters. A and B are averaged separately, the common and inexact choice
-(the mean of products B_i A_i is not the product of the means); the exact alternative changes what
-travels and is not offered yet.
+the downlink the averaged adapters.
+
+Averaging. ``averaging: separate`` (default, FedIT's and OpenFedLLM's choice) averages A and B on their
+own, which is inexact: the model the clients trained, W0 + s B_i A_i, averages to W0 + s mean(B_i A_i),
+and mean(B_i A_i) = mean(B) mean(A) + mean((B_i - B)(A_i - A)) differs by the clients' covariance.
+``averaging: exact`` keeps the averaged A and B as the next adapters and folds the residual
+s (mean(B_i A_i) - mean(B) mean(A)) into the frozen base weight of each adapted layer (the residual
+form of exact aggregation, as in FedEx-LoRA, arXiv 2410.09432): the global model then equals the average
+of the clients' models exactly. The price is on the downlink, which now also carries one dense
+out x in residual per adapted layer; it is counted. The uplink is the same adapter update.
 
 The adapters are initialised from a generator derived from the run seed (peft itself would draw A
 from the global RNG), so every run starts from the same adapters for the same seed.
@@ -13,13 +20,16 @@ from the global RNG), so every run starts from the same adapters for the same se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 
 from zofo.config import positive
 from zofo.errors import ConfigError
-from zofo.methods.fedavg import FedAvg, FedAvgParams
+from zofo.methods.base import Payload
+from zofo.methods.fedavg import FedAvg, FedAvgParams, flatten
 from zofo.registry import METHODS
 from zofo.rng import derive
 
@@ -32,6 +42,9 @@ class FedAvgLoRAParams(FedAvgParams):
     dropout: float = 0.05
     # Module names to adapt: q_proj / v_proj for Llama-style models, query / value for BERT.
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    # "separate": mean of A and mean of B (FedIT); "exact": the global model is the mean of the clients'
+    # models, the residual folded into the base weights and broadcast (see the module docstring).
+    averaging: Literal["separate", "exact"] = "separate"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -46,6 +59,8 @@ class FedAvgLoRA(FedAvg):
     Params = FedAvgLoRAParams
     family = "fo"
     reference = "FedIT (Zhang et al., ICASSP 2024) / OpenFedLLM; LoRA via peft"
+    # exact averaging moves the base weights: the accumulated residuals are state a resume must restore.
+    state_attrs = (*FedAvg.state_attrs, "residuals")
 
     def setup(self) -> None:
         p = self.params
@@ -67,9 +82,70 @@ class FedAvgLoRA(FedAvg):
         for name, param in model.named_parameters():
             param.requires_grad_("lora_" in name)
         super().setup()
+        self.layers = self._adapted_layers()
+        # The sum of every residual folded into each layer's base weight so far (exact averaging).
+        exact = p.averaging == "exact"
+        self.residuals = [torch.zeros_like(base) for _, _, base, _ in self.layers] if exact else []
+
+    def _adapted_layers(self) -> list[tuple[int, int, torch.Tensor, float]]:
+        """(index of A in trainable, index of B, the base weight, scaling) per adapted layer."""
+        index = {id(t): i for i, t in enumerate(self.trainable)}
+        out = []
+        for name, module in self.ctx.model.named_modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            if self.params.averaging == "exact" and getattr(module, "fan_in_fan_out", False):
+                raise ConfigError(
+                    "method.params.averaging",
+                    "exact",
+                    f"separate for this model: {name} stores its weight transposed (fan_in_fan_out)",
+                )
+            a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+            base = module.get_base_layer().weight
+            out.append((index[id(a)], index[id(b)], base, module.scaling["default"]))
+        return out
+
+    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
+        if self.params.averaging == "separate":
+            return super().aggregate(round_idx, payloads)
+        # The clients' adapters, rebuilt from the global adapters and their updates (before the mean
+        # below replaces the global adapters).
+        offsets = [0]
+        for g in self.global_weights:
+            offsets.append(offsets[-1] + g.numel())
+        clients = []
+        for pl in payloads:
+            upd = pl["update"]
+            clients.append(
+                [g + upd[offsets[i] : offsets[i + 1]].view_as(g) for i, g in enumerate(self.global_weights)]
+            )
+        weights = self._weights(payloads)
+        total = float(sum(weights))
+        broadcast = super().aggregate(round_idx, payloads)
+        residuals = []
+        with torch.no_grad():
+            for slot, (ia, ib, base, scaling) in enumerate(self.layers):
+                mean_of_products = sum(
+                    (w / total) * (c[ib] @ c[ia]) for w, c in zip(weights, clients, strict=True)
+                )
+                residual = scaling * (mean_of_products - self.global_weights[ib] @ self.global_weights[ia])
+                base.add_(residual)
+                self.residuals[slot].add_(residual)
+                residuals.append(residual)
+        broadcast["residuals"] = flatten(residuals)
+        return broadcast
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        # The base weights are w0 again after a restart: fold the residuals broadcast so far back in.
+        with torch.no_grad():
+            for (_, _, base, _), residual in zip(self.layers, self.residuals, strict=True):
+                base.add_(residual)
 
     def describe(self) -> dict:
+        exact = self.params.averaging == "exact"
         return {
-            "lora_averaging": "A and B separately",
+            "lora_averaging": "exact (residual in the base)" if exact else "A and B separately",
             "adapter_parameters": sum(t.numel() for t in self.trainable),
+            "residual_parameters": sum(base.numel() for _, _, base, _ in self.layers) if exact else 0,
         }
