@@ -245,6 +245,8 @@ def test_e2e_logged_bits_match_formula(e2e_run):
         assert d == sum(p.numel() for p in unique_trainable(load_tiny_llama().model))
     _, _, cohort = e2e_plan(name)
     up, down = bits_formula(name)(d, cohort)
+    # The method's own formula, recorded for the communication table's check, agrees with this file's.
+    assert meta["formula_bits"] == {"uplink": up, "downlink": down}
     rows = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
     prev_round, cum_up, cum_down = 0, 0, 0
     for r in rows:

@@ -34,6 +34,7 @@ def write_run(
     eval_every: int = 2,
     rounds: int = 4,
     name: str | None = None,
+    formula: tuple[int, int] | None = None,
 ) -> Path:
     """A run folder as the engine writes it: ``metrics[0]`` at round 0, then one every ``eval_every``.
 
@@ -53,7 +54,12 @@ def write_run(
     out = root / (name or f"{method}-{label or 'x'}-s{seed}")
     writer = RunWriter(
         out,
-        {"config": config, "config_hash": config_hash, "method": {"name": method, "family": FAMILY[method]}},
+        {
+            "config": config,
+            "config_hash": config_hash,
+            "method": {"name": method, "family": FAMILY[method]},
+            "formula_bits": None if formula is None else {"uplink": formula[0], "downlink": formula[1]},
+        },
     )
     cohort = clients_per_round or CLIENTS
     cum = 0
@@ -196,6 +202,29 @@ def test_communication_table(tmp_path: Path) -> None:
     c2 = tables.communication_table(rows, cohort_sizes={str(runs[0]): 4}).set_index("method")
     assert c2.loc["fedavg", "bits_up_per_client_round"] == 500
     assert "1 kbit" in tables.to_markdown(tables.format_communication_table(c.reset_index()))
+
+
+def test_communication_table_checks_counted_bits_against_the_formula(tmp_path: Path) -> None:
+    runs = [
+        write_run(tmp_path, "fedavg", 0, [0.2, 0.5], formula=(1000, 1000)),
+        write_run(tmp_path, "feedsign", 0, [0.2, 0.3], formula=(1, 1)),
+        write_run(tmp_path, "zo-fedsgd", 0, [0.2, 0.3]),  # no formula recorded: not checked
+    ]
+    c = tables.communication_table(load_runs(runs)[0]).set_index("method")
+    assert c.loc["fedavg", "matches_formula"] is True and c.loc["feedsign", "matches_formula"] is True
+    assert c.loc["zo-fedsgd", "matches_formula"] is None
+    assert c.loc["feedsign", "up_vs_fedavg"] == 1 / 1000 and c.loc["zo-fedsgd", "up_vs_fedavg"] == 64 / 1000
+    tables.check_communication(c.reset_index())
+
+    # A method whose payload grew by one bit against its definition fails the check, by name.
+    bad = write_run(tmp_path, "feedsign", 1, [0.2, 0.3], formula=(1, 1), name="one-bit-too-many")
+    rows = pd.read_json(bad / "rounds.jsonl", lines=True)
+    rows[["bits_up", "bits_up_cum"]] = rows[["bits_up", "bits_up_cum"]] * 2
+    rows.to_json(bad / "rounds.jsonl", orient="records", lines=True)
+    c = tables.communication_table(load_runs([runs[0], bad])[0])
+    assert list(c.set_index("method")["matches_formula"]) == [True, False]
+    with pytest.raises(ValueError, match="feedsign .*counted 2 up"):
+        tables.check_communication(c)
 
 
 def _nonempty(path: Path, magic: bytes) -> None:

@@ -281,6 +281,13 @@ def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | No
     guess. Columns: group keys, ``cohort_size``, ``n_runs``, ``bits_up_per_client_round``,
     ``bits_down_per_client_round`` (means over runs), ``bits_up_per_round`` (all clients of a round)
     and ``per_run_spread`` (max - min of the uplink figure across runs; 0 when payload sizes are fixed).
+
+    The check against the methods' formulas (METHODS.md section 6): ``formula_up`` / ``formula_down``
+    are what each method's ``formula_bits`` gave for the run's model and cohort (recorded in
+    ``meta.json`` by the engine, from parameters and sizes, never from payloads), ``matches_formula``
+    whether every run's counted bits equal them exactly (empty when a run has no formula, e.g. one
+    written by a workflow rule), and ``up_vs_fedavg`` the uplink as a fraction of FedAvg's in the same
+    model, task and label (empty without a FedAvg run).
     """
     out_cols = [
         *GROUP_KEYS,
@@ -290,6 +297,10 @@ def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | No
         "bits_down_per_client_round",
         "bits_up_per_round",
         "per_run_spread",
+        "formula_up",
+        "formula_down",
+        "matches_formula",
+        "up_vs_fedavg",
     ]
     past0 = rows[rows["round"] > 0] if len(rows) else rows
     if past0.empty:
@@ -298,21 +309,26 @@ def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | No
     per_run = []
     for r in last.to_dict("records"):
         run_dir = str(r["run_dir"])
+        meta = read_meta(run_dir)
         if cohort_sizes is not None and run_dir in cohort_sizes:
             cohort = int(cohort_sizes[run_dir])
         else:
-            meta = read_meta(run_dir)
             if meta is None or "config" not in meta:
                 raise ValueError(f"{run_dir}: no readable meta.json config; pass cohort_sizes")
             cohort = cohort_size(meta)
+        formula = (meta or {}).get("formula_bits") or {}
         rounds = int(r["round"])
+        up, down = r["bits_up_cum"] / rounds / cohort, r["bits_down_cum"] / rounds / cohort
         per_run.append(
             {
                 **{k: r[k] for k in GROUP_KEYS},
                 "cohort_size": cohort,
-                "up": r["bits_up_cum"] / rounds / cohort,
-                "down": r["bits_down_cum"] / rounds / cohort,
+                "up": up,
+                "down": down,
                 "up_round": r["bits_up_cum"] / rounds,
+                "formula_up": formula.get("uplink"),
+                "formula_down": formula.get("downlink"),
+                "match": None if not formula else (up == formula["uplink"] and down == formula["downlink"]),
             }
         )
     df = pd.DataFrame(per_run)
@@ -327,9 +343,42 @@ def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | No
                 "bits_down_per_client_round": float(g["down"].mean()),
                 "bits_up_per_round": float(g["up_round"].mean()),
                 "per_run_spread": float(g["up"].max() - g["up"].min()),
+                "formula_up": _single(g["formula_up"]),
+                "formula_down": _single(g["formula_down"]),
+                "matches_formula": None if g["match"].isna().any() else bool(g["match"].all()),
             }
         )
-    return _sort(pd.DataFrame(records, columns=out_cols)).reset_index(drop=True)
+    out = pd.DataFrame(records, columns=out_cols)
+    # FedAvg's payload depends on the model only, so any FedAvg group of the same model, task and label.
+    fedavg = {
+        (r["model"], r["task"], r["label"]): r["bits_up_per_client_round"]
+        for r in out[out["method"] == "fedavg"].to_dict("records")
+    }
+    keys = [(r["model"], r["task"], r["label"]) for r in out.to_dict("records")]
+    out["up_vs_fedavg"] = [
+        up / fedavg[k] if k in fedavg else None
+        for up, k in zip(out["bits_up_per_client_round"], keys, strict=True)
+    ]
+    return _sort(out).reset_index(drop=True)
+
+
+def _single(values: pd.Series) -> float | None:
+    """The one formula value of a group (runs of one group share model and cohort), None if absent."""
+    present = {float(v) for v in values if v is not None and not pd.isna(v)}
+    return present.pop() if len(present) == 1 else None
+
+
+def check_communication(comm: pd.DataFrame) -> None:
+    """Raise ValueError naming every group whose counted bits differ from its method's formula."""
+    bad = comm[comm["matches_formula"] == False]  # noqa: E712 (None = no formula, not a mismatch)
+    if len(bad):
+        lines = [
+            f"{r['method']} ({r['model']}, {r['label']}): counted {r['bits_up_per_client_round']:g} up / "
+            f"{r['bits_down_per_client_round']:g} down per client and round, formula {r['formula_up']} / "
+            f"{r['formula_down']}"
+            for r in bad.to_dict("records")
+        ]
+        raise ValueError("bits on the wire differ from the methods' formulas:\n  " + "\n  ".join(lines))
 
 
 # --------------------------------------------------------------------------------------------------

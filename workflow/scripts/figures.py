@@ -14,7 +14,7 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake injects it)
         raise ValueError(
             f"the convergence figures show one setting (model, task, partition, alpha); got {len(settings)}"
         )
-    (_, setting_rows), = settings
+    ((_, setting_rows),) = settings
     plots.convergence(setting_rows, "round", snakemake.output.by_round, status=status)  # noqa: F821
     plots.convergence(setting_rows, "bits_up_cum", snakemake.output.by_bits, status=status)  # noqa: F821
     # Runs that did not finish ok are drawn with an end marker and named in the caption; say so here too.

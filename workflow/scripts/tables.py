@@ -14,4 +14,6 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake injects it)
     tables.write_tables(final, snakemake.output.csv, snakemake.output.md)  # noqa: F821
     comm = tables.communication_table(rows)
     comm.to_csv(snakemake.output.comm, index=False)  # noqa: F821
+    # Written first so a mismatch can be inspected; then the job fails: a wrong count is a wrong result.
+    tables.check_communication(comm)
     print(tables.to_markdown(tables.format_final_table(final)), file=log)

@@ -59,6 +59,13 @@ def client_batches(
             yield objective.collate(data.select(idx.tolist()))
 
 
+def formula_bits(method: Any, model: torch.nn.Module, cohort_size: int) -> dict[str, int] | None:
+    """What the method's definition says one client sends and receives per round, for the record."""
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    bits = method.formula_bits(d, cohort_size)
+    return None if bits is None else {"uplink": int(bits[0]), "downlink": int(bits[1])}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -156,6 +163,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "label_histograms": label_histograms(train["label"], shards, len(task.label_names)),
                 "label_names": list(task.label_names),
             },
+            "formula_bits": formula_bits(method, model, cohort_size),
             "zo_generator": GENERATOR,
             "provenance": provenance(),
             "resumed_from_round": resume["round"] if resume else None,

@@ -112,6 +112,10 @@ class FedAvg(FederatedMethod):
             return [float(pl["num_examples"].item()) for pl in payloads]
         return [1.0] * len(payloads)
 
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        # d fp32 update + uint32 example count up; the d fp32 global weights down.
+        return 32 * d + 32, 32 * d
+
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         delta = weighted_mean([pl["update"] for pl in payloads], self._weights(payloads))
         offset = 0

@@ -142,10 +142,18 @@ class FedAvgLoRA(FedAvg):
             for (_, _, base, _), residual in zip(self.layers, self.residuals, strict=True):
                 base.add_(residual)
 
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        # d = adapter parameters; exact averaging also broadcasts one dense residual per adapted layer.
+        return 32 * d + 32, 32 * (d + self._residual_size())
+
+    def _residual_size(self) -> int:
+        """Floats of the residuals broadcast per round: every adapted base weight under exact averaging."""
+        return sum(base.numel() for _, _, base, _ in self.layers) if self.params.averaging == "exact" else 0
+
     def describe(self) -> dict:
         exact = self.params.averaging == "exact"
         return {
             "lora_averaging": "exact (residual in the base)" if exact else "A and B separately",
             "adapter_parameters": sum(t.numel() for t in self.trainable),
-            "residual_parameters": sum(base.numel() for _, _, base, _ in self.layers) if exact else 0,
+            "residual_parameters": self._residual_size(),
         }

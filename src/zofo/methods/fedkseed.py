@@ -295,6 +295,10 @@ class FedKSeed(FederatedMethod):
             del self._pool_at[t]
         return {"delta": delta}
 
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        # K fp32 per-seed sums up, the K-scalar change of the pool down (Pro's probabilities are computed).
+        return 32 * self.params.K, 32 * self.params.K
+
     def describe(self) -> dict[str, Any]:
         p = self.params
         return {

@@ -70,5 +70,8 @@ class FeedSign(FederatedMethod):
         self.dirs.update(self.step_seed(round_idx), self.params.lr * vote)
         return {"vote": torch.tensor([vote > 0])}
 
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        return 1, 1  # a sign up, the vote down
+
     def describe(self) -> dict:
         return {"tie_rule": self.params.tie, "zero_estimate_sign": -1, "seed_per_step": "shared"}

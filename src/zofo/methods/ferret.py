@@ -466,6 +466,9 @@ class Ferret(FederatedMethod):
         self.apply_broadcast(down)
         return down
 
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        return uplink_bits(self.params, len(self.blocks)), downlink_bits(self.params, len(self.blocks), n)
+
     def describe(self) -> dict:
         p = self.params
         return {

@@ -52,6 +52,9 @@ class ZOFedSGD(FederatedMethod):
             "grad": torch.tensor([p], dtype=torch.float32),
         }
 
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        return 64, 64 * n  # (uint32 seed, fp32 scalar) up; all n pairs down
+
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         n = len(payloads)
         for pl in payloads:
