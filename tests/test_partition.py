@@ -35,17 +35,17 @@ def mean_tv_from_global(shards: list[list[int]], labels=LABELS) -> float:
 
 
 def test_registered_partitioners_are_the_documented_ones():
-    assert {"iid", "dirichlet", "natural"} <= set(PARTITIONERS.names())
+    assert {"iid", "dirichlet", "natural", "pathological"} <= set(PARTITIONERS.names())
 
 
-@pytest.mark.parametrize("name", ["iid", "dirichlet", "natural"])
+@pytest.mark.parametrize("name", ["iid", "dirichlet", "natural", "pathological"])
 def test_same_seed_same_shards_and_hash(name):
     a, b = shards_of(name, seed=3), shards_of(name, seed=3)
     assert a == b
     assert partition_hash(a) == partition_hash(b)
 
 
-@pytest.mark.parametrize("name", ["iid", "dirichlet", "natural"])
+@pytest.mark.parametrize("name", ["iid", "dirichlet", "natural", "pathological"])
 def test_different_seed_different_shards_and_hash(name):
     a, b = shards_of(name, seed=3), shards_of(name, seed=4)
     assert a != b
@@ -59,7 +59,7 @@ def test_hash_depends_on_assignment_not_only_sizes():
     assert partition_hash(a) == partition_hash([[0, 1], [2, 3]])
 
 
-@pytest.mark.parametrize("name", ["iid", "dirichlet", "natural"])
+@pytest.mark.parametrize("name", ["iid", "dirichlet", "natural", "pathological"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_disjoint_covering_sorted_and_min_size(name, seed):
     shards = shards_of(name, seed=seed, alpha=0.3)
@@ -162,3 +162,70 @@ def test_unknown_partitioner_names_the_key():
     assert "dirichlett" in str(e.value) and "did you mean 'dirichlet'" in str(e.value)
     with pytest.raises(ConfigError, match="partition.name"):
         PARTITIONERS.get("nope", "partition.name")
+
+
+def labels_held(shards: list[list[int]], labels=LABELS) -> list[set[int]]:
+    return [set(labels[s].tolist()) for s in shards]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pathological_gives_every_client_exactly_k_labels_in_equal_parts(k, seed):
+    shards = shards_of("pathological", seed=seed, classes_per_client=k)
+    held = labels_held(shards)
+    assert [len(h) for h in held] == [k] * 10
+    # 10 clients * k slots over 5 labels: every label on exactly 2k clients, each holding 200 / 2k of
+    # its examples (k = 3: 200 = 4 * 33 + 2 * 34).
+    q, r = divmod(200, 2 * k)
+    for c in range(NUM_LABELS):
+        parts = [int((LABELS[s] == c).sum()) for s, h in zip(shards, held, strict=True) if c in h]
+        assert sorted(parts) == [q] * (2 * k - r) + [q + 1] * r, (c, parts)
+    flat = sorted(i for s in shards for i in s)
+    assert flat == list(range(len(LABELS)))
+
+
+def test_pathological_balances_label_use_when_it_cannot_be_equal():
+    # 7 clients * 2 labels = 14 slots over 5 labels: four labels on 3 clients, one label on 2.
+    shards = shards_of("pathological", seed=4, num_clients=7, classes_per_client=2)
+    held = labels_held(shards)
+    assert all(len(h) == 2 for h in held)
+    uses = sorted(sum(c in h for h in held) for c in range(NUM_LABELS))
+    assert uses == [2, 3, 3, 3, 3]
+    for c in range(NUM_LABELS):
+        parts = [int((LABELS[s] == c).sum()) for s, h in zip(shards, held, strict=True) if c in h]
+        assert sum(parts) == 200 and max(parts) - min(parts) <= 1, (c, parts)  # 200/3 -> 66 or 67
+
+
+def test_pathological_label_sets_depend_on_the_seed():
+    sets = {
+        tuple(sorted(tuple(sorted(h)) for h in labels_held(shards_of("pathological", seed=s))))
+        for s in range(5)
+    }
+    assert len(sets) > 1
+
+
+@pytest.mark.parametrize(("k", "clients", "allowed"), [(6, 10, "1..5"), (1, 2, "3..5")])
+def test_pathological_impossible_classes_per_client_is_a_config_error(k, clients, allowed):
+    with pytest.raises(ConfigError) as e:
+        shards_of("pathological", num_clients=clients, classes_per_client=k)
+    assert e.value.key == "partition.classes_per_client" and e.value.value == k
+    assert allowed in str(e.value)
+
+
+def test_pathological_respects_min_size_or_raises():
+    labels = np.array([0] * 100 + [1] * 100 + [2] * 4)  # the client holding label 2 gets 4 < 8 examples
+    with pytest.raises(ZofoError, match="min_size"):
+        shards_of("pathological", labels=labels, keys=labels.astype(str), num_clients=3, classes_per_client=1)
+
+
+def test_classes_per_client_must_be_positive():
+    with pytest.raises(ConfigError) as e:
+        PartitionConfig(classes_per_client=0)
+    assert e.value.key == "partition.classes_per_client"
+
+
+def test_pathological_label_with_fewer_examples_than_holders_is_an_error():
+    # 3 clients * 2 labels over 2 labels: both labels on all 3 clients, but label 1 has only 2 examples.
+    labels = np.array([0] * 100 + [1] * 2)
+    with pytest.raises(ZofoError, match="label 1 has 2 examples but 3 clients"):
+        shards_of("pathological", labels=labels, keys=labels.astype(str), num_clients=3, min_size=0)

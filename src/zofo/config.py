@@ -151,7 +151,8 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class PartitionConfig:
-    # iid | dirichlet (over labels) | natural (one group of `key` values per client); `zofo list`.
+    # iid | dirichlet (over labels) | natural (one group of `key` values per client) | pathological
+    # (each client holds exactly `classes_per_client` labels); `zofo list`.
     name: str = "dirichlet"
     num_clients: int = 5
     # Dirichlet concentration: small = skewed label mix per client, large = close to iid.
@@ -160,11 +161,15 @@ class PartitionConfig:
     min_size: int = 8
     # The column whose values define natural clients (e.g. "category").
     key: str = "category"
+    # Pathological partition only: the number of distinct labels on every client (McMahan et al.
+    # 2017 use 2); 1 is the most extreme label skew.
+    classes_per_client: int = 2
 
     def __post_init__(self) -> None:
         positive("partition.num_clients", self.num_clients)
         positive("partition.alpha", self.alpha)
         positive("partition.min_size", self.min_size, allow_zero=True)
+        positive("partition.classes_per_client", self.classes_per_client)
 
 
 @dataclass(frozen=True)

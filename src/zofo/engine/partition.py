@@ -89,6 +89,57 @@ def natural(
     return [sorted(s) for s in shards]
 
 
+@PARTITIONERS.register("pathological")
+def pathological(
+    labels: Sequence[int], keys: Sequence[str], cfg: PartitionConfig, rng: np.random.Generator
+) -> list[list[int]]:
+    """Every client holds examples of exactly ``classes_per_client`` labels (McMahan et al. 2017).
+
+    Unlike the paper's random shards, a client never gets two shards of one label, and every label is
+    held by as equal a number of clients as possible: the labels are shuffled into a cycle and the
+    clients, in shuffled order, take consecutive windows of k labels from it, so each label is used
+    floor or ceil(num_clients * k / num_labels) times. Each label's examples are shuffled and split
+    into equal parts (sizes differ by at most one) among the clients holding it.
+    """
+    _check_enough(len(labels), cfg)
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    k, n_clients = cfg.classes_per_client, cfg.num_clients
+    # Fewer label slots than labels would leave some examples on no client.
+    fewest = -(-len(classes) // n_clients)
+    if not fewest <= k <= len(classes):
+        raise ConfigError(
+            "partition.classes_per_client",
+            k,
+            f"{fewest}..{len(classes)} for {len(classes)} labels and {n_clients} clients",
+        )
+    cycle = rng.permutation(classes)
+    client_order = rng.permutation(n_clients)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for slot, client in enumerate(client_order):
+        for j in range(k):
+            holders[int(cycle[(slot * k + j) % len(classes)])].append(int(client))
+    shards: list[list[int]] = [[] for _ in range(n_clients)]
+    for c, owners in holders.items():
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) < len(owners):
+            raise ZofoError(
+                f"partition: label {c} has {len(idx)} examples but {len(owners)} clients should hold it; "
+                "lower partition.num_clients or partition.classes_per_client"
+            )
+        # Shuffled owners, so the larger parts of an uneven split do not always go to the same clients.
+        for owner, part in zip(rng.permutation(owners), np.array_split(idx, len(owners)), strict=True):
+            shards[int(owner)] += part.tolist()
+    smallest = min(len(s) for s in shards)
+    if smallest < cfg.min_size:
+        raise ZofoError(
+            f"partition: the pathological partition gives a client only {smallest} examples, fewer than "
+            f"partition.min_size = {cfg.min_size}; lower partition.min_size or partition.num_clients, or "
+            "raise partition.classes_per_client"
+        )
+    return [sorted(s) for s in shards]
+
+
 def _check_enough(n: int, cfg: PartitionConfig) -> None:
     if n < cfg.num_clients * max(cfg.min_size, 1):
         raise ConfigError(
