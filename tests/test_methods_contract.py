@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import ZO_RESTORE_ATOL, load_tiny_llama, max_abs_diff, tiny_run_config, unique_trainable
 
-from zofo.config import ModelConfig, RunConfig, TaskConfig, ZOConfig, build
+from zofo.config import AggregatorConfig, ModelConfig, RunConfig, TaskConfig, ZOConfig, build
 from zofo.engine.comm import transmit
 from zofo.engine.simulate import client_batches, run
 from zofo.methods.base import ClientData, FederatedMethod, RunContext
@@ -28,6 +28,7 @@ from zofo.objectives import build_objective
 from zofo.registry import METHODS, TASKS
 from zofo.results import ROUND_COLUMNS, load_runs, read_run
 from zofo.rng import numpy_rng
+from zofo.robust.setting import validate_payload
 
 # Bits on the wire per client and round: (uplink per client, downlink per receiving client), for d
 # trainable parameters of the model, n clients aggregated in the round, and the method's resolved Params.
@@ -89,7 +90,7 @@ def bbc_task():
 class Setup:
     """A fresh tiny-llama, the bbc-news objective on it, and a method instance for ``name``."""
 
-    def __init__(self, name: str, bbc, cohort: int = 3, mode: str = "fast"):
+    def __init__(self, name: str, bbc, cohort: int = 3, mode: str = "fast", aggregator: str = "mean"):
         task, self.train = bbc
         self.objective = build_objective(load_tiny_llama(), task, TASK_CFG)
         self.model = self.objective.model
@@ -102,6 +103,7 @@ class Setup:
             seed=5,
             num_clients=cohort,
             cohort_size=cohort,
+            aggregator=AggregatorConfig(name=aggregator),
         )
         self.method = self.cls(params, ctx)
         self.method.setup()
@@ -176,6 +178,10 @@ def test_payloads_round_trip_and_bits_match_formula(name, bbc_task):
         got, bits = transmit(payload)
         assert_payload_equal(got, payload)
         assert bits == wire_bits(payload) == up, f"{name}: uplink {bits} bits, formula says {up}"
+        # What an honest client sends passes the server's validation (else every run would reject all).
+        assert validate_payload(got, s.method.payload_spec(1, k)) is None
+        assert s.method.check_payload(1, k, got) is None
+        assert set(got) == set(s.cls.payload_kinds(s.method.params)), "payload_kinds must name every field"
         received.append(got)
     broadcast = s.method.aggregate(1, received)
     got, bits = transmit(broadcast)

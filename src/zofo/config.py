@@ -204,6 +204,44 @@ class ZOConfig:
 
 
 @dataclass(frozen=True)
+class ByzantineConfig:
+    # Share of the clients that are Byzantine: exactly floor(fraction * num_clients + 1/2) of them
+    # (round half up), drawn once per run from the run seed (zofo.robust.attacks.byzantine_clients).
+    fraction: float = 0.0
+    # What they do to their uplink payloads: `zofo list` shows the attacks and the payload kinds each
+    # one targets (sign, scalar, dense, seed); "none" sends honest payloads.
+    attack: str = "none"
+    # Magnitude of the scaling attacks (scaled, scaled-negative, huge, gaussian, random).
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fraction < 1:
+            raise ConfigError("byzantine.fraction", self.fraction, "a number in [0, 1)")
+        positive("byzantine.strength", self.strength)
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    # How the server combines the clients' numbers: mean (each method's own rule, the default) | median
+    # | trimmed-mean | krum | multi-krum (dense updates only). FeedSign's sign vote is a majority by
+    # definition and accepts mean or majority, both meaning the vote.
+    name: str = "mean"
+    # trimmed-mean: the share of values dropped at each end, per coordinate.
+    trim: float = 0.2
+    # krum / multi-krum: the number of Byzantine clients the rule is built to tolerate.
+    f: int = 1
+    # multi-krum: rows averaged; null = n - f.
+    m: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.trim < 0.5:
+            raise ConfigError("aggregator.trim", self.trim, "a number in [0, 0.5)")
+        positive("aggregator.f", self.f, allow_zero=True)
+        if self.m is not None:
+            positive("aggregator.m", self.m)
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     name: str = "fedavg"
     # Method hyperparameters, checked against the method's own Params dataclass.
@@ -218,6 +256,8 @@ class RunConfig:
     federation: FederationConfig = field(default_factory=FederationConfig)
     zo: ZOConfig = field(default_factory=ZOConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     # The one seed every random draw of the run derives from (zofo.rng).
     seed: int = 0
     # Torch threads for this run; the workflow sets it to the job's cores.
@@ -255,6 +295,9 @@ class RunConfig:
         TASKS.get(self.task.name, "task.name")
         PARTITIONERS.get(self.partition.name, "partition.name")
         check_model_name(self.model.name)
+        from zofo.robust.setting import check_robust_setting
+
+        check_robust_setting(method_cls, self.method_params(), self.byzantine, self.aggregator)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
@@ -277,9 +320,22 @@ class RunConfig:
         return _plain(dataclasses.asdict(self))
 
     def hash(self) -> str:
-        """Hash of the resolved config: runs with equal hashes are the same experiment."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Hash of the resolved config: runs with equal hashes are the same experiment.
+
+        Sections added after results existed (the robustness settings) leave the hash alone while at
+        their defaults, which reproduce the earlier behaviour exactly: an honest run keeps its identity."""
+        data = self.to_dict()
+        for key, default in _HASH_WHEN_SET.items():
+            if data[key] == default:
+                del data[key]
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_HASH_WHEN_SET = {
+    "byzantine": dataclasses.asdict(ByzantineConfig()),
+    "aggregator": dataclasses.asdict(AggregatorConfig()),
+}
 
 
 def _plain(obj: Any) -> Any:

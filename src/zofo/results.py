@@ -48,6 +48,9 @@ ROUND_COLUMNS: dict[str, str] = {
     "bits_down": "int64",
     "bits_up_cum": "int64",
     "bits_down_cum": "int64",
+    # payloads the server rejected (malformed, non-finite, unexpected seed) since the last row / in all
+    "rejected": "int64",
+    "rejected_cum": "int64",
     "client_seconds": "float64",
     "server_seconds": "float64",
     "eval_seconds": "float64",
@@ -55,6 +58,9 @@ ROUND_COLUMNS: dict[str, str] = {
     "label": "string",
     "config_hash": "string",
 }
+# Values of columns added after runs were first written, for rows that predate them (a run written
+# before the server validated payloads rejected none).
+COLUMN_DEFAULTS: dict[str, Any] = {"rejected": 0, "rejected_cum": 0}
 HIGHER_IS_BETTER = {"accuracy": True, "rouge_l": True}
 PACKAGES = (
     "torch",
@@ -187,6 +193,9 @@ def load_runs(run_dirs: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFram
             }
         )
         if len(rows):
+            for col, default in COLUMN_DEFAULTS.items():
+                if col not in rows.columns:
+                    rows[col] = default
             rows["status"] = meta.get("status")
             rows["run_dir"] = str(d)
             frames.append(rows)

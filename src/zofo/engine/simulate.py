@@ -33,7 +33,9 @@ from zofo.models import load_model
 from zofo.objectives import Objective, build_objective
 from zofo.registry import METHODS, TASKS
 from zofo.results import RunWriter, provenance
-from zofo.rng import derive, numpy_rng
+from zofo.rng import derive, numpy_rng, torch_rng
+from zofo.robust.attacks import ATTACKS, byzantine_clients
+from zofo.robust.setting import NO_ATTACK, attack_payload, validate_payload
 from zofo.tasks.base import SPLIT_SEED
 from zofo.zo import GENERATOR, trainable_parameters
 
@@ -115,10 +117,13 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
         seed=cfg.seed,
         num_clients=cfg.partition.num_clients,
         cohort_size=cohort_size,
+        aggregator=cfg.aggregator,
     )
     method = method_cls(params, ctx)
     # Set up before the metadata: a method may change what is trainable (LoRA adapters).
     method.setup()
+    byzantine = set(byzantine_clients(cfg.partition.num_clients, cfg.byzantine.fraction, cfg.seed))
+    kinds = method_cls.payload_kinds(params)
     resume = load_checkpoint(out_dir, cfg)
     if resume is not None:
         # The checkpoint holds the global model after its round: trainable weights + method state.
@@ -164,6 +169,16 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "label_names": list(task.label_names),
             },
             "formula_bits": formula_bits(method, model, cohort_size),
+            "robustness": {
+                "byzantine_clients": sorted(byzantine),
+                "byzantine_count_rule": "floor(fraction * num_clients + 1/2)",
+                "attack": cfg.byzantine.attack,
+                "attacked_fields": sorted(
+                    k for k, kind in kinds.items() if kind in ATTACKS.get(cfg.byzantine.attack, ())
+                ),
+                "aggregator": dataclasses.asdict(cfg.aggregator),
+                "validation": "fields, shapes, dtypes, finite values, seeds; rejected = never applied",
+            },
             "zo_generator": GENERATOR,
             "provenance": provenance(),
             "resumed_from_round": resume["round"] if resume else None,
@@ -179,16 +194,17 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
         "partition": cfg.partition.name,
         "alpha": cfg.partition.alpha if cfg.partition.name == "dirichlet" else math.inf,
         "num_clients": cfg.partition.num_clients,
-        "byz_frac": 0.0,
-        "attack": "none",
-        "aggregator": "mean",
+        "byz_frac": cfg.byzantine.fraction,
+        "attack": cfg.byzantine.attack,
+        "aggregator": cfg.aggregator.name,
         "seed": cfg.seed,
         "metric_name": task.metric,
         "scorer": scorer,
         "label": cfg.label,
         "config_hash": cfg.hash(),
     }
-    cum = dict(resume["cum"]) if resume else {"up": 0, "down": 0, "steps": 0}
+    # A checkpoint written before rejections were counted has no "rejected": none were.
+    cum = {"up": 0, "down": 0, "steps": 0, "rejected": 0, **(resume["cum"] if resume else {})}
     start = resume["round"] + 1 if resume else 1
 
     def checkpoint(round_idx: int) -> None:
@@ -216,6 +232,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
             "local_steps_total": cum["steps"],
             "bits_up_cum": cum["up"],
             "bits_down_cum": cum["down"],
+            "rejected_cum": cum["rejected"],
             **extra,
             "metric": scores["metric"],
             "eval_loss": scores["eval_loss"],
@@ -233,6 +250,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                     "train_loss": None,
                     "bits_up": 0,
                     "bits_down": 0,
+                    "rejected": 0,
                     "client_seconds": 0.0,
                     "server_seconds": 0.0,
                 },
@@ -247,7 +265,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
             dynamic_ncols=True,
         )
         bar.set_postfix(metric=f"{row['metric']:.3f}")
-        since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0}
+        since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0, "rejected": 0}
         for r in bar:
             cohort = sample_cohort(cfg.partition.num_clients, cohort_size, numpy_rng(cfg.seed, "cohort", r))
             seen_losses.clear()
@@ -273,15 +291,33 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                     payload = method.client_update(r, client)
                 since["client"] += time.perf_counter() - t0
                 cum["steps"] += method.local_steps()  # asked per client: epoch-based methods vary
+                if k in byzantine and cfg.byzantine.attack != NO_ATTACK:
+                    gen = torch_rng(cfg.seed, "attack", "round", r, "client", k)
+                    payload = attack_payload(
+                        payload, kinds, cfg.byzantine.attack, gen, cfg.byzantine.strength
+                    )
                 received, bits = transmit(payload)
                 since["up"] += bits
-                payloads.append(received)
+                # The server checks what arrived against what an honest client sends; what fails is
+                # counted and never reaches the aggregate.
+                reason = validate_payload(received, method.payload_spec(r, k)) or method.check_payload(
+                    r, k, received
+                )
+                if reason is None:
+                    payloads.append(received)
+                else:
+                    since["rejected"] += 1
+                    method.drop_client(r, k)
+                    print(f"zofo: round {r}: rejected client {k}: {reason}", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            broadcast = method.aggregate(r, payloads)
+            if payloads:
+                broadcast = method.aggregate(r, payloads)
+                _, bits = transmit(broadcast)
+                since["down"] += bits * len(cohort)
+                del broadcast
+            # else: nothing valid arrived, the global model stays, and nothing is broadcast.
             since["server"] += time.perf_counter() - t0
-            _, bits = transmit(broadcast)
-            since["down"] += bits * len(cohort)
-            del payloads, broadcast
+            del payloads
             train_loss = float(np.mean(seen_losses)) if seen_losses else None
             if train_loss is not None and not math.isfinite(train_loss):
                 writer.finish("diverged", reason=f"non-finite training loss in round {r}", diverged_round=r)
@@ -289,17 +325,19 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
             if r % cfg.federation.eval_every == 0 or r == cfg.federation.rounds:
                 cum["up"] += since["up"]
                 cum["down"] += since["down"]
+                cum["rejected"] += since["rejected"]
                 row = evaluate_row(
                     r,
                     {
                         "train_loss": train_loss,
                         "bits_up": since["up"],
                         "bits_down": since["down"],
+                        "rejected": since["rejected"],
                         "client_seconds": since["client"],
                         "server_seconds": since["server"],
                     },
                 )
-                since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0}
+                since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0, "rejected": 0}
                 if math.isfinite(row["eval_loss"]):
                     checkpoint(r)
                 bar.set_postfix(metric=f"{row['metric']:.3f}", loss=f"{train_loss:.3f}")

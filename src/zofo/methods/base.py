@@ -15,12 +15,13 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from zofo.config import ZOConfig
+from zofo.config import AggregatorConfig, ZOConfig
+from zofo.robust.aggregators import AGGREGATORS
 
 # A payload is what crosses the wire: named tensors whose dtype is their wire type (bool = 1 bit).
 Payload = dict[str, torch.Tensor]
@@ -50,6 +51,8 @@ class RunContext:
     seed: int
     num_clients: int
     cohort_size: int
+    # How the server combines the clients' numbers (config ``aggregator``); "mean" = the method's own rule.
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
 
 
 class FederatedMethod(ABC):
@@ -102,6 +105,36 @@ class FederatedMethod(ABC):
     def describe(self) -> dict[str, Any]:
         """Variant information recorded in the run metadata (e.g. tie rules, paper vs code)."""
         return {}
+
+    # ---- robustness: what the server knows about honest payloads and how it may combine them ----
+
+    @classmethod
+    def payload_kinds(cls, params: Any) -> dict[str, str]:
+        """Kind of each uplink field: "dense" (a model update), "scalar" (projected gradients or
+        coordinates), "sign", "seed", or anything else (counts, structure), which attacks leave alone."""
+        raise NotImplementedError(f"{cls.__name__} must declare payload_kinds")
+
+    @classmethod
+    def aggregators(cls, params: Any) -> tuple[str, ...]:
+        """Names of the aggregation rules (zofo.robust.aggregators) the server can combine this method's
+        clients with; "mean" is the method's own rule. Default: every rule for its first dense or scalar
+        field."""
+        kinds = [k for k in cls.payload_kinds(params).values() if k in ("dense", "scalar")]
+        return tuple(n for n, spec in AGGREGATORS.items() if kinds and kinds[0] in spec.kinds)
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """The fields an honest uplink of this client in this round has: name -> (shape, dtype). The
+        server rejects anything else (zofo.robust.setting.validate_payload) before aggregating."""
+        raise NotImplementedError(f"{type(self).__name__} must declare payload_spec")
+
+    def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
+        """Method-specific reasons to reject a well-formed payload (e.g. a seed the server did not
+        expect); None = accept."""
+        return None
+
+    def drop_client(self, round_idx: int, client_id: int) -> None:
+        """The server rejected this client's payload: forget whatever ``client_update`` recorded for it."""
+        return None
 
     def formula_bits(self, d: int, n: int) -> tuple[int, int] | None:
         """Bits per round the method's definition says it sends (METHODS.md section 6): (uplink of one

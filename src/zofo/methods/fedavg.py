@@ -17,6 +17,7 @@ import torch
 from zofo.config import ConfigError, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
+from zofo.robust.aggregators import combine
 from zofo.zo import trainable_parameters
 
 
@@ -116,8 +117,26 @@ class FedAvg(FederatedMethod):
         # d fp32 update + uint32 example count up; the d fp32 global weights down.
         return 32 * d + 32, 32 * d
 
+    @classmethod
+    def payload_kinds(cls, params: FedAvgParams) -> dict[str, str]:
+        return {"update": "dense", "num_examples": "count"}
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        d = sum(p.numel() for p in self.trainable)
+        return {"update": ((d,), torch.float32), "num_examples": ((1,), torch.uint32)}
+
+    def combine_updates(self, payloads: list[Payload]) -> torch.Tensor:
+        """The server's update from the clients' updates: the example-weighted mean (FedAvg), or the
+        configured robust rule on the stacked updates (which ignores the self-reported sizes)."""
+        updates = [pl["update"] for pl in payloads]
+        agg = self.ctx.aggregator
+        if agg.name == "mean":
+            # Streamed, not stacked: n full-size updates side by side would double the peak memory.
+            return weighted_mean(updates, self._weights(payloads))
+        return combine(agg.name, "dense", torch.stack(updates), trim=agg.trim, f=agg.f, m=agg.m)
+
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
-        delta = weighted_mean([pl["update"] for pl in payloads], self._weights(payloads))
+        delta = self.combine_updates(payloads)
         offset = 0
         with torch.no_grad():
             for g in self.global_weights:

@@ -87,6 +87,12 @@ class FedAvgLoRA(FedAvg):
         exact = p.averaging == "exact"
         self.residuals = [torch.zeros_like(base) for _, _, base, _ in self.layers] if exact else []
 
+    @classmethod
+    def aggregators(cls, params: FedAvgLoRAParams) -> tuple[str, ...]:
+        # Exact averaging is the mean of the clients' models by definition; a robust rule would need a
+        # robust "mean of products", which no rule here defines.
+        return ("mean",) if params.averaging == "exact" else super().aggregators(params)
+
     def _adapted_layers(self) -> list[tuple[int, int, torch.Tensor, float]]:
         """(index of A in trainable, index of B, the base weight, scaling) per adapted layer."""
         index = {id(t): i for i, t in enumerate(self.trainable)}

@@ -82,6 +82,7 @@ from zofo.config import ConfigError, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import seed32, torch_rng
+from zofo.robust.aggregators import combine
 from zofo.zo import SeededDirections, trainable_parameters
 
 # minmax's guard against a zero range, as in the official code: equal scores give uniform p.
@@ -173,6 +174,8 @@ class FedKSeed(FederatedMethod):
         self.probabilities: torch.Tensor | None = None  # None: uniform (plain FedKSeed)
         # Per round: (client id, data size) in the order the clients ran, i.e. the payloads' order.
         self._cohort: dict[int, list[tuple[int, int]]] = {}
+        # Clients whose payload the server rejected this round: they still receive the broadcast.
+        self._rejected: dict[int, list[int]] = {}
         # Catch-up bookkeeping: the pool round each client last synced to (absent: 0, i.e. w0 and A = 0),
         # and the pool as it was at every round some client is still synced to.
         self._synced: dict[int, int] = {}
@@ -271,23 +274,46 @@ class FedKSeed(FederatedMethod):
     def _update_scores(self, round_idx: int, payloads: list[Payload], delta: torch.Tensor) -> None:
         """Hook run after the pool update (FedKSeed-Pro recomputes its seed probabilities here)."""
 
-    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
-        cohort = self._cohort.pop(round_idx, [])
-        if len(cohort) != len(payloads):
-            raise RuntimeError(
-                f"fedkseed round {round_idx}: {len(payloads)} payloads, {len(cohort)} client_update calls"
-            )
+    @classmethod
+    def payload_kinds(cls, params: FedKSeedParams) -> dict[str, str]:
+        return {"a": "scalar"}  # per-seed sums, aligned across clients on the shared K seeds
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {"a": ((self.params.K,), torch.float32)}
+
+    def drop_client(self, round_idx: int, client_id: int) -> None:
+        self._cohort[round_idx] = [c for c in self._cohort.get(round_idx, []) if c[0] != client_id]
+        self._rejected.setdefault(round_idx, []).append(client_id)
+
+    def combine_sums(self, cohort: list[tuple[int, int]], payloads: list[Payload]) -> torch.Tensor:
+        """The pool change: the omega-weighted sum of the clients' per-seed sums (the paper), or the
+        configured robust rule per seed (median or trimmed mean over clients, weights ignored)."""
+        agg = self.ctx.aggregator
+        if agg.name != "mean":
+            sums = torch.stack([pl["a"].to(torch.float64) for pl in payloads])
+            return combine(agg.name, "scalar", sums, trim=agg.trim).to(torch.float32)
         omega = self._weights(cohort)
         delta64 = torch.zeros(self.params.K, dtype=torch.float64)
         for w, pl in zip(omega.tolist(), payloads, strict=True):
             delta64.add_(pl["a"].to(torch.float64), alpha=w)
-        delta = delta64.to(torch.float32)  # the wire's value: the server uses exactly what clients receive
+        return delta64.to(torch.float32)
+
+    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
+        cohort = self._cohort.pop(round_idx, [])
+        rejected = self._rejected.pop(round_idx, [])
+        if len(cohort) != len(payloads):
+            raise RuntimeError(
+                f"fedkseed round {round_idx}: {len(payloads)} payloads, {len(cohort)} client_update calls"
+            )
+        delta = self.combine_sums(
+            cohort, payloads
+        )  # the wire's value: the server uses exactly what clients receive
         self.pool += delta.to(torch.float64)
         self.pool_round = round_idx
         self._deltas.append(delta.clone())
         self._apply(delta)
         self._update_scores(round_idx, payloads, delta)
-        for client_id, _ in cohort:
+        for client_id in [c for c, _ in cohort] + rejected:
             self._sync(client_id)
         # Forget pool snapshots no client is synced to any more (round 0 stays: new clients start there).
         live = set(self._synced.values()) | {0}

@@ -60,6 +60,17 @@ class FeedSign(FederatedMethod):
         # unless the loss ignores the perturbation entirely).
         return {"sign": torch.tensor([p > 0])}
 
+    @classmethod
+    def payload_kinds(cls, params: FeedSignParams) -> dict[str, str]:
+        return {"sign": "sign"}
+
+    @classmethod
+    def aggregators(cls, params: FeedSignParams) -> tuple[str, ...]:
+        return ("mean", "majority")  # both name the vote, FeedSign's rule by definition
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {"sign": ((1,), torch.bool)}
+
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         signs = [1 if bool(pl["sign"].item()) else -1 for pl in payloads]
         if self.params.tie == "positive":

@@ -82,6 +82,7 @@ from zofo.config import ConfigError, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import derive, seed32
+from zofo.robust.aggregators import combine
 from zofo.zo import trainable_parameters
 
 _SQRT2 = math.sqrt(2.0)
@@ -397,19 +398,31 @@ class Ferret(FederatedMethod):
         return [s / sum(sizes) for s in sizes]
 
     def paper_updates(self, down: Payload) -> Iterator[torch.Tensor]:
-        """Per block, sum_i omega_i sum_j gamma_{i,l,j} v_{i,l,j} (flat float32), from the broadcast."""
+        """Per block, sum_i omega_i sum_j gamma_{i,l,j} v_{i,l,j} (flat float32), from the broadcast.
+
+        Under a robust rule (median, trimmed mean) every party rebuilds each client's block update and
+        combines them coordinate by coordinate instead: the rules are per coordinate, so block by block
+        is the same as on whole models, and only n block-sized buffers are alive at a time."""
         seeds = [int(s) for s in down["seeds"].tolist()]
         omegas = self.omegas(down.get("num_examples"), len(seeds))
         counts = [self.block_counts(row) for row in down["block_starts"]]
         offsets = [0] * len(seeds)
+        agg = self.ctx.aggregator
+        device = self.trainable[0].device
         for blk, d in enumerate(self.sizes):
-            update = torch.zeros(d, dtype=torch.float32, device=self.trainable[0].device)
+            if agg.name == "mean":
+                update = torch.zeros(d, dtype=torch.float32, device=device)
+            else:
+                per_client = torch.zeros(len(seeds), d, dtype=torch.float32, device=device)
             for i, (seed, omega) in enumerate(zip(seeds, omegas, strict=True)):
                 k = counts[i][blk]
-                coeffs = (down["gammas"][i, offsets[i] : offsets[i] + k].double() * omega).tolist()
-                rebuild(direction_seeds(seed, blk, k), coeffs, update)
+                gammas = down["gammas"][i, offsets[i] : offsets[i] + k].double()
+                if agg.name == "mean":
+                    rebuild(direction_seeds(seed, blk, k), (gammas * omega).tolist(), update)
+                else:
+                    rebuild(direction_seeds(seed, blk, k), gammas.tolist(), per_client[i])
                 offsets[i] += k
-            yield update
+            yield update if agg.name == "mean" else combine(agg.name, "dense", per_client, trim=agg.trim)
 
     def official_updates(self, coords: torch.Tensor) -> Iterator[torch.Tensor]:
         """Per block, sum_k clip(A[l, k] v_{l,k}) (flat float32) for the aggregated coordinates A (L x K)."""
@@ -436,6 +449,10 @@ class Ferret(FederatedMethod):
             if examples:
                 down["num_examples"] = torch.cat([pl["num_examples"] for pl in payloads])
             return down
+        agg = self.ctx.aggregator
+        if agg.name != "mean":  # coordinates of the shared pool seeds line up: combine them per coordinate
+            stacked = torch.stack([pl["coords"].double() for pl in payloads])
+            return {"coords": combine(agg.name, "scalar", stacked, trim=agg.trim).float()}
         sizes = torch.cat([pl["num_examples"] for pl in payloads]) if examples else None
         total = torch.zeros(payloads[0]["coords"].shape, dtype=torch.float64)
         for pl, omega in zip(payloads, self.omegas(sizes, len(payloads)), strict=True):
@@ -460,6 +477,44 @@ class Ferret(FederatedMethod):
                 g.sub_(update[offset : offset + n].view_as(g).to(g.dtype), alpha=slr)
                 offset += n
         self._load(self.global_weights)
+
+    @classmethod
+    def payload_kinds(cls, params: FerretParams) -> dict[str, str]:
+        kinds = {"seed": "seed", "block_starts": "structure", "gamma": "scalar"}
+        if params.variant == "official-code":
+            kinds = {"coords": "scalar"}
+        return {**kinds, "num_examples": "count"} if params.weighting == "examples" else kinds
+
+    @classmethod
+    def aggregators(cls, params: FerretParams) -> tuple[str, ...]:
+        # Per-coordinate rules only: Krum's distances between whole client updates would need every
+        # block rebuilt twice (a second pass of direction draws); not offered.
+        return ("mean", "median", "trimmed-mean")
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        p = self.params
+        if p.variant == "paper":
+            spec = {
+                "seed": ((1,), torch.uint32),
+                "block_starts": ((p.K,), torch.bool),
+                "gamma": ((p.K,), torch.float32),
+            }
+        else:
+            spec = {"coords": ((len(self.blocks), p.K), torch.float32)}
+        if p.weighting == "examples":
+            spec["num_examples"] = ((1,), torch.uint32)
+        return spec
+
+    def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
+        if self.params.variant != "paper":
+            return None
+        expected = self.client_seed(round_idx, client_id)
+        if int(payload["seed"].item()) != expected:
+            return f"seed {int(payload['seed'].item())}, expected {expected}"
+        starts = payload["block_starts"]
+        if not bool(starts[0]) or int(starts.sum()) != len(self.blocks):
+            return f"block_starts: {int(starts.sum())} starts, expected {len(self.blocks)} opening at 0"
+        return None
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         down = self.broadcast(payloads)

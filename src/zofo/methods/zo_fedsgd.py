@@ -14,6 +14,7 @@ from zofo.config import positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import seed32
+from zofo.robust.setting import selection_weights
 from zofo.zo import SeededDirections, trainable_parameters
 
 
@@ -44,7 +45,7 @@ class ZOFedSGD(FederatedMethod):
 
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
         batch = next(client.batches)
-        seed = seed32(self.ctx.seed, "zo-fedsgd", "round", round_idx, "client", client.client_id)
+        seed = self.client_seed(round_idx, client.client_id)
         with torch.no_grad():
             p = self.dirs.estimate(seed, lambda: self.ctx.loss(batch))
         return {
@@ -55,10 +56,39 @@ class ZOFedSGD(FederatedMethod):
     def formula_bits(self, d: int, n: int) -> tuple[int, int]:
         return 64, 64 * n  # (uint32 seed, fp32 scalar) up; all n pairs down
 
+    @classmethod
+    def payload_kinds(cls, params: ZOFedSGDParams) -> dict[str, str]:
+        return {"seed": "seed", "grad": "scalar"}
+
+    @classmethod
+    def aggregators(cls, params: ZOFedSGDParams) -> tuple[str, ...]:
+        # Each scalar lies on its own client's direction: rules that pick or drop clients by their
+        # scalar apply (selection_weights); Krum's distances between updates would need the d-vectors.
+        return ("mean", "median", "trimmed-mean")
+
+    def client_seed(self, round_idx: int, client_id: int) -> int:
+        return seed32(self.ctx.seed, "zo-fedsgd", "round", round_idx, "client", client_id)
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {"seed": ((1,), torch.uint32), "grad": ((1,), torch.float32)}
+
+    def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
+        # Seeds derive from the run seed, the round and the client: the server knows which to expect.
+        expected = self.client_seed(round_idx, client_id)
+        got = int(payload["seed"].item())
+        return None if got == expected else f"seed {got}, expected {expected}"
+
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         n = len(payloads)
-        for pl in payloads:
-            self.dirs.update(int(pl["seed"].item()), self.params.lr * float(pl["grad"].item()) / n)
+        if self.ctx.aggregator.name == "mean":
+            for pl in payloads:
+                self.dirs.update(int(pl["seed"].item()), self.params.lr * float(pl["grad"].item()) / n)
+        else:
+            grads = torch.cat([pl["grad"] for pl in payloads])
+            weights = selection_weights(self.ctx.aggregator.name, grads, self.ctx.aggregator.trim).tolist()
+            for pl, w in zip(payloads, weights, strict=True):
+                if w > 0.0:  # a client the rule dropped: its direction is not even regenerated
+                    self.dirs.update(int(pl["seed"].item()), self.params.lr * float(pl["grad"].item()) * w)
         return {
             "seeds": torch.cat([pl["seed"] for pl in payloads]),
             "grads": torch.cat([pl["grad"] for pl in payloads]),
