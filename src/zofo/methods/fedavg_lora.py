@@ -144,6 +144,8 @@ class FedAvgLoRA(FedAvg):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         # The base weights are w0 again after a restart: fold the residuals broadcast so far back in.
+        if self.params.averaging != "exact":
+            return
         with torch.no_grad():
             for (_, _, base, _), residual in zip(self.layers, self.residuals, strict=True):
                 base.add_(residual)
