@@ -106,7 +106,8 @@ def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
             return None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Results and figures are outputs, not code: a checkout whose results are being regenerated is clean.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
