@@ -260,3 +260,29 @@ def test_method_colours_are_fixed_and_stable() -> None:
     unknown: Any = plots.method_color("some-new-method")
     assert unknown == plots.method_color("some-new-method") and unknown in plots.FALLBACK_COLORS
     assert plots.family_style("zo")["linestyle"] != plots.family_style("fo")["linestyle"]
+
+
+def test_robustness_figure_and_table_separate_fractions_and_rules(tmp_path: Path) -> None:
+    """Runs that differ only in Byzantine fraction and rule are separate table rows, and the figure
+    draws them (diverged runs marked and named in the caption)."""
+    runs = []
+    for frac, agg, final, status in [
+        (0.0, "mean", 0.8, "ok"),
+        (0.4, "mean", 0.3, "ok"),
+        (0.0, "median", 0.78, "ok"),
+        (0.4, "median", 0.75, "ok"),
+        (0.6, "median", 0.2, "diverged"),
+    ]:
+        out = write_run(tmp_path, "fedavg", 0, [0.5, final], status=status, name=f"f{frac}-{agg}")
+        rows = pd.read_json(out / "rounds.jsonl", lines=True)
+        rows["byz_frac"], rows["aggregator"], rows["attack"] = frac, agg, "gaussian"
+        rows.to_json(out / "rounds.jsonl", orient="records", lines=True)
+        runs.append(out)
+    rows, status = load_runs(runs)
+    table = tables.final_metric_table(rows, status)
+    ok = table[table["n_seeds"] > 0]
+    assert len(ok) == 4  # four (fraction, rule) cells with a finished run
+    got = {(r["byz_frac"], r["aggregator"]): r["final_mean"] for r in ok.to_dict("records")}
+    assert got[(0.4, "mean")] == pytest.approx(0.3) and got[(0.4, "median")] == pytest.approx(0.75)
+    png, pdf = plots.robustness(rows, tmp_path / "fig" / "robustness.png")
+    assert png.stat().st_size > 5000 and pdf.stat().st_size > 2000

@@ -68,6 +68,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("partitioners:")
     for name in PARTITIONERS.names():
         print(f"  {name}")
+    from zofo.robust.aggregators import AGGREGATORS
+    from zofo.robust.attacks import ATTACKS
+
+    print("attacks (byzantine.attack; the payload kinds each changes):")
+    for name, kinds in sorted(ATTACKS.items()):
+        print(f"  {name:<20} {', '.join(sorted(kinds))}")
+    print("aggregators (aggregator.name; per method: which payload it combines):")
+    for name, spec in AGGREGATORS.items():
+        print(f"  {name:<20} {', '.join(sorted(spec.kinds))}")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        params = cls.Params()
+        kinds = ", ".join(f"{k}: {v}" for k, v in cls.payload_kinds(params).items())
+        print(f"  {name:<20} payload {{{kinds}}} -> {', '.join(cls.aggregators(params))}")
     return 0
 
 
@@ -90,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_run)
-    p = sub.add_parser("list", help="registered methods, packaged models, tasks, partitioners")
+    p = sub.add_parser("list", help="methods, packaged models, tasks, partitioners, attacks, aggregators")
     p.set_defaults(fn=cmd_list)
     p = sub.add_parser("prepare", help="convert a packaged GGUF model to safetensors (once)")
     p.add_argument("name")

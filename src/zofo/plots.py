@@ -56,12 +56,13 @@ RC: dict[str, Any] = {
 # ZO methods warm/green, so the family also reads from colour.
 METHOD_COLORS: dict[str, str] = {
     "fedavg": "#0072B2",
-    "fedprox": "#56B4E9",
-    "fedsgd": "#1F3A93",
     "feedsign": "#D55E00",
     "zo-fedsgd": "#009E73",
     "fedkseed": "#CC79A7",
+    "fedkseed-pro": "#882255",
     "ferret": "#E69F00",
+    "fedavg-lora": "#56B4E9",
+    "oneshot": "#1F3A93",
     "fedzo": "#8C564B",
 }
 FALLBACK_COLORS: tuple[str, ...] = (
@@ -396,4 +397,90 @@ def final_metric_bar(table: pd.DataFrame, out_png: str | Path, title: str | None
         if not several_settings:
             note = f"{_setting_text(table)}. " + note
         fig.text(0.0, -0.01, _wrap([note], fig), fontsize=7.5, va="top", ha="left")
+        return save(fig, out_png)
+
+
+# Aggregation rules in the robustness figure: the plain mean solid, every robust rule dashed.
+AGGREGATOR_STYLE: dict[str, dict[str, Any]] = {
+    "mean": {"linestyle": "-", "marker": "o"},
+    "majority": {"linestyle": "-", "marker": "o"},
+}
+ROBUST_STYLE: dict[str, Any] = {"linestyle": "--", "marker": "s", "markerfacecolor": "white"}
+
+
+def robustness(rows: pd.DataFrame, out_png: str | Path, title: str | None = None) -> tuple[Path, Path]:
+    """Final metric against the Byzantine fraction: one panel per method, one line per aggregation rule
+    (mean +- sd over seeds that finished ok), the attack in each panel's title, and the pretrained
+    start as a dotted level. A run that diverged is drawn as x at the panel's floor (it has no final
+    metric to speak of) and counted in the caption. ``rows`` is ``load_runs``'s rows frame of one
+    setting (model, task, partition, alpha) and one metric."""
+    for col in ("status", "run_dir", "byz_frac", "aggregator", "attack"):
+        if col not in rows.columns:
+            raise ValueError(f"rows need a {col!r} column (use zofo.results.load_runs)")
+    if rows.empty:
+        raise ValueError("no rows to plot")
+    metric_names = sorted(set(rows["metric_name"].astype(str)))
+    if len(metric_names) > 1:
+        raise ValueError(f"rows mix metrics {metric_names}")
+    last = rows.sort_values("round").groupby("run_dir", sort=False).tail(1)
+    start = rows[rows["round"] == 0]["metric"]
+    methods = [m for _, m, _ in _series_order(last.drop_duplicates("method"))]
+    cols = min(4, len(methods))
+    nrows = math.ceil(len(methods) / cols)
+    diverged: list[str] = []
+    with style():
+        fig = Figure(figsize=(3.0 * cols, 2.6 * nrows + 0.4))
+        axes = fig.subplots(nrows, cols, sharex=True, sharey=True, squeeze=False).ravel()
+        floor = min(float(start.min()) if len(start) else 1.0, float(last["metric"].min())) - 0.05
+        for ax, method in zip(axes, methods, strict=False):
+            m_rows = last[last["method"] == method]
+            color = method_color(method)
+            for agg, g in sorted(m_rows.groupby("aggregator"), key=lambda kv: kv[0] != "mean"):
+                ok = g[g["status"] == "ok"]
+                stats = ok.groupby("byz_frac")["metric"].agg(["mean", "std", "count"]).sort_index()
+                st = AGGREGATOR_STYLE.get(agg, ROBUST_STYLE)
+                ax.errorbar(
+                    stats.index,
+                    stats["mean"],
+                    yerr=stats["std"].fillna(0.0),
+                    color=color,
+                    capsize=2,
+                    label=agg,
+                    **st,
+                )
+                bad = g[g["status"] != "ok"]
+                if len(bad):
+                    ax.plot(
+                        bad["byz_frac"],
+                        [floor] * len(bad),
+                        color=color,
+                        linestyle="none",
+                        **END_MARKERS["diverged"],
+                    )
+                    diverged += [
+                        f"{method}/{agg} at {b:g} seed {int(s)}"
+                        for b, s in zip(bad["byz_frac"], bad["seed"], strict=True)
+                    ]
+            s0 = rows[(rows["method"] == method) & (rows["round"] == 0)]["metric"]
+            if len(s0):
+                ax.axhline(float(s0.mean()), color="0.4", linestyle=":", lw=1.0)
+            attacks = sorted(set(m_rows["attack"].astype(str)) - {"none"})
+            ax.set_title(f"{method}" + (f" · {', '.join(attacks)}" if attacks else ""), fontsize=9.5)
+            ax.legend(loc="lower left", fontsize=7.5)
+        for ax in axes[len(methods) :]:
+            ax.set_visible(False)
+        for ax in axes[::cols]:
+            ax.set_ylabel(_metric_label(metric_names[0]))
+        for ax in axes[-cols:]:
+            ax.set_xlabel("Byzantine fraction")
+        fig.suptitle(title or f"final {metric_names[0]} under Byzantine clients", y=1.0)
+        notes = [
+            f"{_setting_text(rows)} · seeds {_seeds_text(rows['seed'])}.",
+            "Points: mean over seeds that finished ok, bars ±1 sd; solid: the method's own rule (mean; "
+            "FeedSign's vote), dashed: a robust rule; dotted level: the pretrained model (round 0).",
+            "Panel title: the attack the Byzantine clients run (matched to what the method sends).",
+        ]
+        if diverged:
+            notes.append("x at the floor: diverged (non-finite loss): " + "; ".join(diverged) + ".")
+        fig.text(0.0, -0.01, _wrap(notes, fig), fontsize=7.5, va="top", ha="left")
         return save(fig, out_png)

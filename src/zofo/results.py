@@ -60,7 +60,13 @@ ROUND_COLUMNS: dict[str, str] = {
 }
 # Values of columns added after runs were first written, for rows that predate them (a run written
 # before the server validated payloads rejected none).
-COLUMN_DEFAULTS: dict[str, Any] = {"rejected": 0, "rejected_cum": 0}
+COLUMN_DEFAULTS: dict[str, Any] = {
+    "rejected": 0,
+    "rejected_cum": 0,
+    "byz_frac": 0.0,
+    "attack": "none",
+    "aggregator": "mean",
+}
 HIGHER_IS_BETTER = {"accuracy": True, "rouge_l": True}
 PACKAGES = (
     "torch",

@@ -1,15 +1,25 @@
-"""A workflow config (a study) as the list of runs it declares: pure functions, no I/O.
+"""A workflow config (its studies) as the runs it declares: pure functions, no I/O.
 
-The workflow (``workflow/rules/common.smk``) and the tests both expand a study through this module, so
-what a config file declares and what ``snakemake`` runs cannot drift apart. A study config has the keys
-of ``workflow/schemas/config.schema.yaml``: ``run_defaults`` (a RunConfig mapping), ``methods`` (method
-name -> overrides of the defaults), the grid ``alphas`` x ``seeds``, and ``threads_per_run`` and
-``label``, which every run inherits.
+The workflow (``workflow/rules/common.smk``) and the tests both expand a config through this module, so
+what a config file declares and what ``snakemake`` runs cannot drift apart. A config has the keys of
+``workflow/schemas/config.schema.yaml``:
+
+- the main study: ``run_defaults`` (a RunConfig mapping), ``methods`` (method name -> overrides of the
+  defaults) and the grid ``alphas`` x ``seeds``; ``threads_per_run`` and ``label`` go to every run;
+- optionally ``studies``: more named studies, each with its own ``methods``, overrides of the defaults
+  (``run_defaults``), a ``grid`` of dotted RunConfig keys -> values (e.g. ``byzantine.fraction``),
+  optional per-method ``grid_overrides`` and ``seeds`` (default: the main study's).
+
+A run folder is named by its method, its grid values and its seed (``fedavg/alpha0.5/seed0``,
+``fedavg/model-minilm-l6/byz0.2/agg-median/seed0``), never by its study: two studies that declare the
+same run share its folder and it runs once, and two different configs that would share a folder are
+refused when the config is expanded.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,5 +67,115 @@ def run_config(config: Mapping[str, Any], method: str, alpha: Any, seed: Any) ->
 
 
 def expand_runs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every run's RunConfig mapping, in ``grid`` order (build each with ``RunConfig.from_dict``)."""
+    """Every main-study run's RunConfig mapping in ``grid`` order (``RunConfig.from_dict`` builds each)."""
     return [run_config(config, m, a, s) for m, a, s in grid(config)]
+
+
+MAIN = "main"
+# Short folder names of common grid axes; any other dotted key is spelled out (``federation.rounds=3``).
+AXIS_NAMES = {
+    "partition.alpha": "alpha",
+    "byzantine.fraction": "byz",
+    "byzantine.attack": "attack",
+    "aggregator.name": "agg",
+    "model.name": "model",
+    "partition.name": "partition",
+}
+
+
+def run_dir(method: str, cell: Mapping[str, Any], seed: Any) -> str:
+    """The folder of one run, relative to ``results/runs``: method / one part per grid axis / seed."""
+    parts = [method]
+    for key, value in cell.items():
+        name = AXIS_NAMES.get(key)
+        if name is None:
+            parts.append(f"{key}={value}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{name}{value}")  # as the config spells it: alpha0.5, byz0.2
+        else:
+            parts.append(f"{name}-{value}")
+    parts.append(f"seed{seed}")
+    return "/".join(parts)
+
+
+def nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1, "a.c": 2} -> {"a": {"b": 1, "c": 2}}."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *head, leaf = key.split(".")
+        node = out
+        for part in head:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def studies(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every study of the config in one form: {name: {methods, run_defaults, grid, grid_overrides,
+    seeds, figure}}; the main study (top-level ``methods``) first, as ``main``."""
+    out: dict[str, dict[str, Any]] = {}
+    if config.get("methods"):
+        out[MAIN] = {
+            "methods": config["methods"],
+            "run_defaults": {},
+            "grid": {"partition.alpha": list(config["alphas"])},
+            "grid_overrides": {},
+            "seeds": list(config["seeds"]),
+            "figure": "convergence",
+        }
+    for name, spec in (config.get("studies") or {}).items():
+        if name == MAIN:
+            raise ValueError(f"studies: the name {MAIN!r} is the top-level study's; choose another")
+        out[name] = {
+            "methods": spec["methods"],
+            "run_defaults": spec.get("run_defaults") or {},
+            "grid": dict(spec.get("grid") or {}),
+            "grid_overrides": spec.get("grid_overrides") or {},
+            "seeds": list(spec.get("seeds", config["seeds"])),
+            "figure": spec.get("figure", "convergence"),
+        }
+    return out
+
+
+def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """(run folder -> RunConfig mapping, study -> its run folders) for every study of the config.
+
+    Raises ValueError when two different configs would be written to one folder."""
+    runs: dict[str, dict[str, Any]] = {}
+    owner: dict[str, str] = {}
+    members: dict[str, list[str]] = {}
+    for name, spec in studies(config).items():
+        defaults = deep_merge(config["run_defaults"], spec["run_defaults"])
+        members[name] = []
+        for method, block in spec["methods"].items():
+            unknown = set(spec["grid_overrides"].get(method, {})) - set(spec["grid"])
+            if unknown:
+                raise ValueError(
+                    f"studies.{name}.grid_overrides.{method}: {sorted(unknown)} are not grid axes"
+                )
+            axes = {**spec["grid"], **spec["grid_overrides"].get(method, {})}
+            for values in itertools.product(*axes.values()):
+                cell = dict(zip(axes, values, strict=True))
+                for seed in spec["seeds"]:
+                    cfg = deep_merge(deep_merge(defaults, block or {}), nested(cell))
+                    cfg = deep_merge(
+                        cfg,
+                        {
+                            "method": {"name": method},
+                            "seed": int(seed),
+                            "threads": int(config["threads_per_run"]),
+                            "label": config["label"],
+                        },
+                    )
+                    if name == MAIN:  # the main study's alphas are numbers however the config spells them
+                        cfg["partition"]["alpha"] = float(cell["partition.alpha"])
+                    path = run_dir(method, cell, seed)
+                    if path in runs and runs[path] != cfg:
+                        raise ValueError(
+                            f"run folder {path}: studies {owner[path]!r} and {name!r} declare different "
+                            "configs for it; add the axis that tells them apart to one study's grid"
+                        )
+                    runs.setdefault(path, cfg)
+                    owner.setdefault(path, name)
+                    members[name].append(path)
+    return runs, members

@@ -17,8 +17,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zofo.results import COLUMN_DEFAULTS
+
 # A table row, a figure series and a "setting" are all keyed by these row columns.
-GROUP_KEYS: tuple[str, ...] = ("method", "family", "model", "task", "partition", "alpha", "label")
+GROUP_KEYS: tuple[str, ...] = (
+    "method",
+    "family",
+    "model",
+    "task",
+    "partition",
+    "alpha",
+    "byz_frac",
+    "attack",
+    "aggregator",
+    "label",
+)
 SETTING_KEYS: tuple[str, ...] = ("model", "task", "partition", "alpha")
 FAMILY_ORDER: dict[str, int] = {"fo": 0, "zo": 1}
 # Config keys that may differ between seeds of one experiment without changing what is measured.
@@ -57,6 +70,9 @@ def _keys_from_meta(meta: Mapping[str, Any] | None, status_row: Mapping[str, Any
         "partition": name,
         # The engine writes alpha = inf for partitions without a concentration (see simulate.run).
         "alpha": float(part["alpha"]) if name == "dirichlet" and "alpha" in part else math.inf,
+        "byz_frac": float(cfg.get("byzantine", {}).get("fraction", COLUMN_DEFAULTS["byz_frac"])),
+        "attack": cfg.get("byzantine", {}).get("attack", COLUMN_DEFAULTS["attack"]),
+        "aggregator": cfg.get("aggregator", {}).get("name", COLUMN_DEFAULTS["aggregator"]),
         "label": status_row.get("label") if status_row.get("label") is not None else cfg.get("label", ""),
     }
 
@@ -316,7 +332,9 @@ def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | No
             if meta is None or "config" not in meta:
                 raise ValueError(f"{run_dir}: no readable meta.json config; pass cohort_sizes")
             cohort = cohort_size(meta)
-        formula = (meta or {}).get("formula_bits") or {}
+        # A round whose payloads were rejected broadcasts less (or nothing): its counts are real but are
+        # not the formula's full-cohort round, so such runs are not checked.
+        formula = ((meta or {}).get("formula_bits") or {}) if not r.get("rejected_cum") else {}
         rounds = int(r["round"])
         up, down = r["bits_up_cum"] / rounds / cohort, r["bits_down_cum"] / rounds / cohort
         per_run.append(

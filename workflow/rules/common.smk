@@ -1,4 +1,5 @@
 # Config validation and the expansion of the config's grid into run folders.
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -13,36 +14,59 @@ PACKAGED_GGUF = {"smollm2-135m"}  # models whose weights are converted once by r
 
 
 def run_config(method, alpha, seed):
-    """The full RunConfig mapping of one run: defaults <- method block <- grid values (zofo.study)."""
+    """The full RunConfig mapping of one main-study run: defaults <- method block <- grid values."""
     return study.run_config(config, method, alpha, seed)
 
 
-def run_dir(method, alpha, seed):
-    return f"{RESULTS}/runs/{method}/alpha{alpha}/seed{seed}"
-
-
-RUNS = study.grid(config)  # (method, alpha, seed), as spelled in the config: run folders are named so
+# Every study's runs: folder (under RESULTS/runs) -> RunConfig mapping, and study -> its folders. A
+# run two studies share is one folder and one job (zofo.study.expand).
+try:
+    RUN_CONFIGS, STUDY_RUNS = study.expand(config)
+except ValueError as e:
+    raise WorkflowError(f"config: {e}")
+STUDIES = study.studies(config)
+EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 
 # Check every run's config now, so a typo fails before any job starts, with the key named.
 from zofo.config import RunConfig  # noqa: E402
 from zofo.errors import ZofoError  # noqa: E402
 
-for _m, _a, _s in RUNS:
+for _path, _cfg in RUN_CONFIGS.items():
     try:
-        RunConfig.from_dict(run_config(_m, _a, _s))
+        RunConfig.from_dict(_cfg)
     except ZofoError as e:
-        raise WorkflowError(f"config: run {_m} alpha={_a} seed={_s}: {e}")
+        raise WorkflowError(f"config: run {_path}: {e}")
+
+
+def study_meta(name):
+    return [f"{RESULTS}/runs/{path}/meta.json" for path in STUDY_RUNS[name]]
 
 
 def all_run_meta():
-    return [f"{run_dir(m, a, s)}/meta.json" for m, a, s in RUNS]
+    return study_meta(study.MAIN) if study.MAIN in STUDY_RUNS else []
+
+
+def study_outputs(name):
+    """The tables and figures of one named study (the main study's are at the top level)."""
+    figures = {
+        "convergence": ["convergence_round", "convergence_bits"],
+        "robustness": ["robustness"],
+    }[STUDIES[name]["figure"]]
+    return [f"{RESULTS}/tables/{name}/{t}" for t in ("final_metric.csv", "final_metric.md", "communication.csv")] + [
+        f"{FIGURES}/{name}/{f}.{ext}" for f in figures for ext in ("png", "pdf")
+    ]
 
 
 def all_outputs():
-    return [
-        f"{RESULTS}/tables/final_metric.csv",
-        f"{RESULTS}/tables/final_metric.md",
-        f"{RESULTS}/tables/communication.csv",
-        f"{FIGURES}/convergence_round.png",
-        f"{FIGURES}/convergence_bits.png",
-    ]
+    main = (
+        [
+            f"{RESULTS}/tables/final_metric.csv",
+            f"{RESULTS}/tables/final_metric.md",
+            f"{RESULTS}/tables/communication.csv",
+            f"{FIGURES}/convergence_round.png",
+            f"{FIGURES}/convergence_bits.png",
+        ]
+        if study.MAIN in STUDY_RUNS
+        else []
+    )
+    return main + [out for name in EXTRA_STUDIES for out in study_outputs(name)]

@@ -15,3 +15,35 @@ rule convergence:
         f"{RESULTS}/logs/figures.log",
     script:
         "../scripts/figures.py"
+
+
+rule study_convergence:
+    input:
+        runs=lambda wc: study_meta(wc.study),
+        table=f"{RESULTS}/tables/{{study}}/final_metric.csv",
+    output:
+        by_round=f"{FIGURES}/{{study}}/convergence_round.png",
+        by_round_pdf=f"{FIGURES}/{{study}}/convergence_round.pdf",
+        by_bits=f"{FIGURES}/{{study}}/convergence_bits.png",
+        by_bits_pdf=f"{FIGURES}/{{study}}/convergence_bits.pdf",
+    log:
+        f"{RESULTS}/logs/figures-{{study}}.log",
+    wildcard_constraints:
+        study="|".join(n for n in EXTRA_STUDIES if STUDIES[n]["figure"] == "convergence") or "^$",
+    script:
+        "../scripts/figures.py"
+
+
+rule robustness:
+    input:
+        runs=lambda wc: study_meta(wc.study),
+        table=f"{RESULTS}/tables/{{study}}/final_metric.csv",
+    output:
+        png=f"{FIGURES}/{{study}}/robustness.png",
+        pdf=f"{FIGURES}/{{study}}/robustness.pdf",
+    log:
+        f"{RESULTS}/logs/figures-{{study}}.log",
+    wildcard_constraints:
+        study="|".join(n for n in EXTRA_STUDIES if STUDIES[n]["figure"] == "robustness") or "^$",
+    script:
+        "../scripts/robustness.py"

@@ -3,7 +3,7 @@
 
 
 def model_asset(wildcards):
-    name = run_config(wildcards.method, wildcards.alpha, wildcards.seed)["model"]["name"]
+    name = RUN_CONFIGS[wildcards.run]["model"]["name"]
     if name in PACKAGED_GGUF:
         assets = config["run_defaults"].get("assets_dir", "resources")
         return [f"{assets}/models/{name}/model.safetensors"]
@@ -14,12 +14,14 @@ rule run:
     input:
         model_asset,
     output:
-        meta=f"{RESULTS}/runs/{{method}}/alpha{{alpha}}/seed{{seed}}/meta.json",
-        rounds=f"{RESULTS}/runs/{{method}}/alpha{{alpha}}/seed{{seed}}/rounds.jsonl",
+        meta=f"{RESULTS}/runs/{{run}}/meta.json",
+        rounds=f"{RESULTS}/runs/{{run}}/rounds.jsonl",
     params:
-        cfg=lambda wc: run_config(wc.method, wc.alpha, wc.seed),
+        cfg=lambda wc: RUN_CONFIGS[wc.run],
     log:
-        f"{RESULTS}/logs/runs/{{method}}/alpha{{alpha}}/seed{{seed}}.log",
+        f"{RESULTS}/logs/runs/{{run}}.log",
+    wildcard_constraints:
+        run="|".join(re.escape(path) for path in RUN_CONFIGS),
     threads: config["threads_per_run"]
     resources:
         mem_mb=config["mem_mb_per_run"],

@@ -12,3 +12,18 @@ rule final_table:
         f"{RESULTS}/logs/tables.log",
     script:
         "../scripts/tables.py"
+
+
+rule study_table:
+    input:
+        lambda wc: study_meta(wc.study),
+    output:
+        csv=f"{RESULTS}/tables/{{study}}/final_metric.csv",
+        md=f"{RESULTS}/tables/{{study}}/final_metric.md",
+        comm=f"{RESULTS}/tables/{{study}}/communication.csv",
+    log:
+        f"{RESULTS}/logs/tables-{{study}}.log",
+    wildcard_constraints:
+        study="|".join(EXTRA_STUDIES) or "^$",
+    script:
+        "../scripts/tables.py"

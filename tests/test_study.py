@@ -1,0 +1,120 @@
+"""zofo.study: named studies expand into run folders; a run shared by two studies is one folder, two
+different configs for one folder are refused, and the default config's Byzantine study covers what
+issue 4 asks (every method, its matched attack, >= 4 fractions with 0, mean and a robust rule)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zofo import study
+from zofo.config import RunConfig
+from zofo.registry import METHODS
+from zofo.robust.attacks import ATTACKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base_config(**studies) -> dict:
+    return {
+        "label": "t",
+        "threads_per_run": 1,
+        "seeds": [0],
+        "alphas": [0.5],
+        "run_defaults": {
+            "model": {"name": "tiny-llama"},
+            "partition": {"name": "dirichlet", "num_clients": 5},
+        },
+        "methods": {"fedavg": {"method": {"params": {"lr": 1e-3}}}},
+        "studies": studies,
+    }
+
+
+def test_run_folders_are_named_by_method_grid_values_and_seed() -> None:
+    cell = {"byzantine.fraction": 0.2, "aggregator.name": "median", "federation.rounds": 3}
+    assert study.run_dir("fedavg", cell, 1) == "fedavg/byz0.2/agg-median/federation.rounds=3/seed1"
+    assert study.run_dir("feedsign", {"partition.alpha": 0.5}, 0) == "feedsign/alpha0.5/seed0"
+
+
+def test_a_run_two_studies_declare_runs_once() -> None:
+    # The second study declares the main study's fedavg run again (same config, same grid value).
+    config = base_config(
+        again={
+            "methods": {"fedavg": {"method": {"params": {"lr": 1e-3}}}},
+            "grid": {"partition.alpha": [0.5]},
+        }
+    )
+    runs, members = study.expand(config)
+    assert list(runs) == ["fedavg/alpha0.5/seed0"]
+    assert members == {"main": ["fedavg/alpha0.5/seed0"], "again": ["fedavg/alpha0.5/seed0"]}
+
+
+def test_two_configs_for_one_folder_are_refused() -> None:
+    config = base_config(
+        other={
+            "methods": {"fedavg": {"method": {"params": {"lr": 1e-2}}}},
+            "grid": {"partition.alpha": [0.5]},
+        }
+    )
+    with pytest.raises(ValueError, match="fedavg/alpha0.5/seed0.*'main' and 'other'"):
+        study.expand(config)
+
+
+def test_grid_values_and_overrides_reach_the_run_config() -> None:
+    config = base_config(
+        byz={
+            "methods": {
+                "fedavg": {"byzantine": {"attack": "scaled"}},
+                "feedsign": {"byzantine": {"attack": "reversed"}},
+            },
+            "grid": {"byzantine.fraction": [0.0, 0.4], "aggregator.name": ["mean", "median"]},
+            "grid_overrides": {"feedsign": {"aggregator.name": ["majority"]}},
+            "seeds": [3],
+        }
+    )
+    runs, members = study.expand(config)
+    byz = [runs[p] for p in members["byz"]]
+    assert len(byz) == 2 * 2 + 2 * 1
+    assert {(r["method"]["name"], r["byzantine"]["fraction"], r["aggregator"]["name"]) for r in byz} == {
+        ("fedavg", 0.0, "mean"),
+        ("fedavg", 0.0, "median"),
+        ("fedavg", 0.4, "mean"),
+        ("fedavg", 0.4, "median"),
+        ("feedsign", 0.0, "majority"),
+        ("feedsign", 0.4, "majority"),
+    }
+    assert all(r["seed"] == 3 and r["byzantine"]["attack"] in ("scaled", "reversed") for r in byz)
+    assert "feedsign/byz0.4/agg-majority/seed3" in members["byz"]
+
+
+def test_grid_overrides_must_name_grid_axes() -> None:
+    config = base_config(
+        s={
+            "methods": {"fedavg": {}},
+            "grid": {"byzantine.fraction": [0.0]},
+            "grid_overrides": {"fedavg": {"seed": [1]}},
+        }
+    )
+    with pytest.raises(ValueError, match="not grid axes"):
+        study.expand(config)
+
+
+def test_the_default_byzantine_study_covers_every_method_with_and_without_a_robust_rule() -> None:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    runs, members = study.expand(config)
+    byz = [runs[p] for p in members["byzantine"]]
+    for r in byz:
+        RunConfig.from_dict(r)  # every cell is a valid run (the attack applies, the rule applies)
+    assert {r["method"]["name"] for r in byz} == set(METHODS.names())
+    for name in METHODS.names():
+        mine = [r for r in byz if r["method"]["name"] == name]
+        fractions = sorted({r["byzantine"]["fraction"] for r in mine})
+        assert len(fractions) >= 4 and fractions[0] == 0, (name, fractions)
+        assert all(r["byzantine"]["attack"] in ATTACKS for r in mine), name
+        rules = {r["aggregator"]["name"] for r in mine}
+        if name == "feedsign":
+            assert rules == {"majority"}  # its vote is its rule; there is no other to compare
+        else:
+            assert "mean" in rules and rules - {"mean"}, (name, rules)
