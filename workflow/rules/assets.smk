@@ -3,6 +3,8 @@
 
 
 rule prepare_model:
+    conda:
+        ENV
     output:
         f"{config['run_defaults'].get('assets_dir', 'resources')}/models/{{name}}/model.safetensors",
     log:

@@ -11,6 +11,8 @@ validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schem
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 PACKAGED_GGUF = {"smollm2-135m"}  # models whose weights are converted once by rule prepare_model
+# Every rule runs in the project's environment (used with --use-conda; the default runs in the current one).
+ENV = str(Path(workflow.basedir) / "environment.yml")
 
 
 def run_config(method, alpha, seed):
@@ -70,3 +72,11 @@ def all_outputs():
         else []
     )
     return main + [out for name in EXTRA_STUDIES for out in study_outputs(name)]
+
+
+def model_asset(wildcards):
+    name = RUN_CONFIGS[wildcards.run]["model"]["name"]
+    if name in PACKAGED_GGUF:
+        assets = config["run_defaults"].get("assets_dir", "resources")
+        return [f"{assets}/models/{name}/model.safetensors"]
+    return []

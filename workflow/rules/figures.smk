@@ -3,6 +3,8 @@
 
 
 rule convergence:
+    conda:
+        ENV
     input:
         runs=all_run_meta(),
         table=f"{RESULTS}/tables/final_metric.csv",
@@ -18,6 +20,8 @@ rule convergence:
 
 
 rule study_convergence:
+    conda:
+        ENV
     input:
         runs=lambda wc: study_meta(wc.study),
         table=f"{RESULTS}/tables/{{study}}/final_metric.csv",
@@ -35,6 +39,8 @@ rule study_convergence:
 
 
 rule robustness:
+    conda:
+        ENV
     input:
         runs=lambda wc: study_meta(wc.study),
         table=f"{RESULTS}/tables/{{study}}/final_metric.csv",

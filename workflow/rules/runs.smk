@@ -2,15 +2,9 @@
 # results schema (meta.json + rounds.jsonl) joins the tables and figures.
 
 
-def model_asset(wildcards):
-    name = RUN_CONFIGS[wildcards.run]["model"]["name"]
-    if name in PACKAGED_GGUF:
-        assets = config["run_defaults"].get("assets_dir", "resources")
-        return [f"{assets}/models/{name}/model.safetensors"]
-    return []
-
-
 rule run:
+    conda:
+        ENV
     input:
         model_asset,
     output:

@@ -2,6 +2,8 @@
 
 
 rule final_table:
+    conda:
+        ENV
     input:
         all_run_meta(),
     output:
@@ -15,6 +17,8 @@ rule final_table:
 
 
 rule study_table:
+    conda:
+        ENV
     input:
         lambda wc: study_meta(wc.study),
     output:
