@@ -51,7 +51,20 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
         for ext in ("png", "pdf"):
             out = figures / f"{name}.{ext}"
             assert out.stat().st_size > 5000, out
-    # a run folder in the results schema per (method, seed)
+    # The Byzantine study: its own table (one row per method, fraction and rule) and robustness figure,
+    # and the NaN attacker's payloads rejected, never applied.
+    byz = pd.read_csv(results / "tables" / "byzantine" / "final_metric.csv")
+    assert len(byz) == 2 * 2 * 2 + 2  # fedavg and fedkseed: 2 fractions x 2 rules; feedsign: 2 x its vote
+    assert set(byz["aggregator"]) == {"mean", "median", "majority"}
+    assert (byz["n_seeds"] == len(seeds)).all(), byz[["method", "byz_frac", "aggregator", "n_seeds"]]
+    for ext in ("png", "pdf"):
+        assert (figures / "byzantine" / f"robustness.{ext}").stat().st_size > 5000
+    nan_runs = sorted(results.glob("runs/fedkseed/byz0.4/*/seed*/rounds.jsonl"))
+    assert len(nan_runs) == 2
+    for path in nan_runs:
+        last = json.loads(path.read_text().splitlines()[-1])
+        assert last["rejected_cum"] == smoke["run_defaults"]["federation"]["rounds"] * 2  # 2 of 5, every round
+    # a run folder in the results schema per (method, seed) of the main study
     metas = sorted(results.glob("runs/*/alpha*/seed*/meta.json"))
     assert len(metas) == len(methods) * len(seeds)
     # --configfile replaces the default study instead of merging into it: each run's resolved config is

@@ -200,7 +200,7 @@ def _sort(df: pd.DataFrame) -> pd.DataFrame:
     # Within each setting: FO methods first, then ZO, then anything else, each by name.
     order = df["family"].map(lambda f: FAMILY_ORDER.get(str(f).lower(), len(FAMILY_ORDER)))
     df = df.assign(_family_order=order)
-    keys = [*SETTING_KEYS, "label", "_family_order", "method"]
+    keys = [*SETTING_KEYS, "label", "_family_order", "method", "byz_frac", "aggregator"]
     return df.sort_values(keys, kind="stable", na_position="last").drop(columns="_family_order")
 
 
@@ -438,6 +438,12 @@ def format_final_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     )
     if (table["label"].fillna("") != "").any():
         out["label"] = table["label"]
+    # The robustness columns only where a run has Byzantine clients or a rule other than the mean.
+    if (table["byz_frac"].fillna(0) > 0).any() or (table["aggregator"].fillna("mean") != "mean").any():
+        out["byzantine"] = [
+            "none" if not f else f"{f:g} {a}" for f, a in zip(table["byz_frac"], table["attack"], strict=True)
+        ]
+        out["rule"] = table["aggregator"]
     out["metric"] = table["metric_name"]
     out["final"] = [pm(m, s, digits) for m, s in zip(table["final_mean"], table["final_sd"], strict=True)]
     out["start"] = ["—" if pd.isna(m) else f"{m:.{digits}f}" for m in table["start_mean"]]

@@ -45,11 +45,11 @@ rule robustness:
         runs=lambda wc: study_meta(wc.study),
         table=f"{RESULTS}/tables/{{study}}/final_metric.csv",
     output:
-        png=f"{FIGURES}/{{study}}/robustness.png",
-        pdf=f"{FIGURES}/{{study}}/robustness.pdf",
+        robustness=f"{FIGURES}/{{study}}/robustness.png",
+        robustness_pdf=f"{FIGURES}/{{study}}/robustness.pdf",
     log:
         f"{RESULTS}/logs/figures-{{study}}.log",
     wildcard_constraints:
         study="|".join(n for n in EXTRA_STUDIES if STUDIES[n]["figure"] == "robustness") or "^$",
     script:
-        "../scripts/robustness.py"
+        "../scripts/figures.py"

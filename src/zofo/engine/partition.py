@@ -79,14 +79,9 @@ def natural(
     shards: list[list[int]] = [[] for _ in range(cfg.num_clients)]
     for i, v in enumerate(order):
         shards[i % cfg.num_clients] += np.flatnonzero(keys == v).tolist()
-    smallest = min(len(s) for s in shards)
-    if smallest < cfg.min_size:
-        raise ZofoError(
-            f"partition: the natural partition by '{cfg.key}' gives a client only {smallest} examples, "
-            f"fewer than partition.min_size = {cfg.min_size}; lower partition.min_size or "
-            "partition.num_clients"
-        )
-    return [sorted(s) for s in shards]
+    return _sorted_with_min_size(
+        shards, cfg, f"the natural partition by '{cfg.key}'", "partition.num_clients"
+    )
 
 
 @PARTITIONERS.register("pathological")
@@ -130,12 +125,23 @@ def pathological(
         # Shuffled owners, so the larger parts of an uneven split do not always go to the same clients.
         for owner, part in zip(rng.permutation(owners), np.array_split(idx, len(owners)), strict=True):
             shards[int(owner)] += part.tolist()
+    return _sorted_with_min_size(
+        shards,
+        cfg,
+        "the pathological partition",
+        "partition.num_clients, or raise partition.classes_per_client",
+    )
+
+
+def _sorted_with_min_size(
+    shards: list[list[int]], cfg: PartitionConfig, what: str, remedy: str
+) -> list[list[int]]:
+    """The shards, each sorted, or ZofoError when one holds fewer than ``min_size`` examples."""
     smallest = min(len(s) for s in shards)
     if smallest < cfg.min_size:
         raise ZofoError(
-            f"partition: the pathological partition gives a client only {smallest} examples, fewer than "
-            f"partition.min_size = {cfg.min_size}; lower partition.min_size or partition.num_clients, or "
-            "raise partition.classes_per_client"
+            f"partition: {what} gives a client only {smallest} examples, fewer than partition.min_size = "
+            f"{cfg.min_size}; lower partition.min_size or {remedy}"
         )
     return [sorted(s) for s in shards]
 
