@@ -18,6 +18,7 @@ include: "workflow/rules/assets.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

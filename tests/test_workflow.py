@@ -63,7 +63,8 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     assert len(nan_runs) == 2
     for path in nan_runs:
         last = json.loads(path.read_text().splitlines()[-1])
-        assert last["rejected_cum"] == smoke["run_defaults"]["federation"]["rounds"] * 2  # 2 of 5, every round
+        # 2 of 5 clients rejected, every round
+        assert last["rejected_cum"] == smoke["run_defaults"]["federation"]["rounds"] * 2
     # a run folder in the results schema per (method, seed) of the main study
     metas = sorted(results.glob("runs/*/alpha*/seed*/meta.json"))
     assert len(metas) == len(methods) * len(seeds)

@@ -1,4 +1,4 @@
-"""Command line: ``zofo run``, ``zofo list``, ``zofo prepare``. Bad input exits with code 2."""
+"""Command line: ``zofo run``, ``zofo list``, ``zofo prepare``, ``zofo bench``. Bad input exits with 2."""
 
 from __future__ import annotations
 
@@ -95,6 +95,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from zofo import bench
+
+    opts = bench.options_from_args(args)  # every value checked before anything is timed
+    print(bench.bench(opts, args.out, args.figures), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zofo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assets-dir", default="resources")
     p.add_argument("--out", default=None, help="target folder (default: ASSETS_DIR/models/NAME)")
     p.set_defaults(fn=cmd_prepare)
+    from zofo.bench import add_arguments
+
+    p = sub.add_parser(
+        "bench",
+        help="time ZO steps against their forward passes, memory, FedKSeed's server update (ratios)",
+        description="Every measurement in one process and one run; writes OUT/bench.csv, OUT/bench.md "
+        "(also printed) and FIGURES/scaling.{png,pdf}. Quote the ratios, not the seconds.",
+    )
+    add_arguments(p)
+    p.set_defaults(fn=cmd_bench)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

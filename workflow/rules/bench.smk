@@ -1,0 +1,28 @@
+# The performance bench (issue 6): not part of `rule all`, since it measures this machine rather than
+# the study. Run it on its own:  snakemake --cores all bench
+# Every number comes from one `zofo bench` process (ratios are taken within that one run); the default
+# models include smollm2-135m, so the converted checkpoint is an input.
+
+
+rule bench:
+    conda:
+        ENV
+    input:
+        f"{config['run_defaults'].get('assets_dir', 'resources')}/models/smollm2-135m/model.safetensors",
+    output:
+        csv=f"{RESULTS}/bench/bench.csv",
+        md=f"{RESULTS}/bench/bench.md",
+        png=f"{FIGURES}/bench/scaling.png",
+        pdf=f"{FIGURES}/bench/scaling.pdf",
+    log:
+        f"{RESULTS}/logs/bench.log",
+    params:
+        # Folders derived from the files (not hardcoded prefixes): lint-clean, and they cannot disagree.
+        out=lambda wc, output: Path(output.csv).parent,
+        figures=lambda wc, output: Path(output.png).parent,
+        assets=lambda wc, input: Path(input[0]).parents[2],  # ASSETS/models/smollm2-135m/model.safetensors
+    # All the cores Snakemake has: timings must not share the machine with other jobs (the bench itself
+    # uses 2 torch threads unless told otherwise).
+    threads: workflow.cores
+    shell:
+        "zofo bench --out {params.out} --figures {params.figures} --assets-dir {params.assets} > {log} 2>&1"
