@@ -7,7 +7,11 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Callable, Mapping  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -94,3 +98,37 @@ def tiny_run_config(method: str, params: Mapping[str, Any] | None = None, **over
 @pytest.fixture
 def run_config_dict() -> Callable[..., dict[str, Any]]:
     return tiny_run_config
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run folder's rounds.jsonl, in order."""
+    return [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
+
+
+def run_workflow(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The project's Snakefile through the real `snakemake` command line, in ``workdir``, offline;
+    fails the test with snakemake's stderr unless it exits 0."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--quiet",
+        "rules",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *extra,
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=540, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc

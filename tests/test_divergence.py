@@ -4,19 +4,15 @@ the table counts it while the figures mark it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from conftest import tiny_run_config
+from conftest import ROOT, run_workflow, tiny_run_config
 
 from zofo.config import RunConfig
 from zofo.engine.simulate import run
 
-ROOT = Path(__file__).resolve().parents[1]
 DIVERGING = {"lr": 1e12}  # ZO-FedSGD steps of 1e12 * p * z overflow the logits within two rounds
 
 
@@ -47,25 +43,7 @@ def test_workflow_goes_on_past_a_diverged_run(tmp_path: Path) -> None:
     )
     config = tmp_path / "divergence.yaml"
     config.write_text(yaml.safe_dump(smoke))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--quiet",
-        "rules",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(config),
-    ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=540, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_workflow(tmp_path, config)
 
     table = pd.read_csv(tmp_path / "results" / "tables" / "final_metric.csv").set_index("method")
     assert (table.loc["zo-fedsgd", "n_diverged"], table.loc["zo-fedsgd", "n_seeds"]) == (1, 0)

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run_config
+from conftest import read_rows, tiny_run_config
 
 from zofo.config import RunConfig
 from zofo.engine.simulate import run
 from zofo.errors import ConfigError
-
-
-def rows_of(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
 
 
 def test_lora_uplink_is_the_adapter_and_the_base_never_changes(tmp_path: Path) -> None:
@@ -39,7 +35,7 @@ def test_lora_uplink_is_the_adapter_and_the_base_never_changes(tmp_path: Path) -
     adapter = sum(4 * (m.in_features + m.out_features) for m in adapted)
     assert meta["model"]["trainable_parameters"] == adapter
     clients = cfg.partition.num_clients
-    for r in rows_of(out)[1:]:
+    for r in read_rows(out)[1:]:
         assert r["bits_up"] == clients * (32 * adapter + 32)
         assert r["bits_down"] == clients * 32 * adapter
 
@@ -182,7 +178,7 @@ def test_oneshot_is_one_round_with_1_over_R_the_bits_of_the_paired_fedavg(tmp_pa
         tmp_path / "fedavg",
         progress=False,
     )
-    one_rows, multi_rows = rows_of(one), rows_of(multi)
+    one_rows, multi_rows = read_rows(one), read_rows(multi)
     assert [r["round"] for r in one_rows] == [0, 1]  # exactly one communication round
     assert multi_rows[-1]["bits_up_cum"] == R * one_rows[-1]["bits_up_cum"]
     assert multi_rows[-1]["bits_down_cum"] == R * one_rows[-1]["bits_down_cum"]

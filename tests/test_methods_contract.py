@@ -18,7 +18,14 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import ZO_RESTORE_ATOL, load_tiny_llama, max_abs_diff, tiny_run_config, unique_trainable
+from conftest import (
+    ZO_RESTORE_ATOL,
+    load_tiny_llama,
+    max_abs_diff,
+    read_rows,
+    tiny_run_config,
+    unique_trainable,
+)
 
 from zofo.config import AggregatorConfig, ModelConfig, RunConfig, TaskConfig, ZOConfig, build
 from zofo.engine.comm import transmit
@@ -222,7 +229,7 @@ def test_e2e_writes_meta_and_rounds_with_schema(e2e_run):
     assert meta["status"] == "ok", meta.get("reason")
     assert meta["method"]["name"] == name
     assert meta["method"]["family"] == METHODS.get(name).family
-    rows = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_rows(out)
     rounds, every, _ = e2e_plan(name)
     assert [r["round"] for r in rows] == sorted({0, *range(every, rounds + 1, every), rounds})
     types = {"string": str, "int64": int, "float64": (float, int)}
@@ -253,7 +260,7 @@ def test_e2e_logged_bits_match_formula(e2e_run):
     up, down = bits_formula(name)(d, cohort)
     # The method's own formula, recorded for the communication table's check, agrees with this file's.
     assert meta["formula_bits"] == {"uplink": up, "downlink": down}
-    rows = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_rows(out)
     prev_round, cum_up, cum_down = 0, 0, 0
     for r in rows:
         rounds_since = r["round"] - prev_round

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL, tiny_run_config
+from conftest import SMALL, read_rows, tiny_run_config
 from test_methods_contract import Setup, bbc_task  # noqa: F401 (bbc_task is a fixture)
 
 from zofo.config import RunConfig
@@ -20,10 +20,6 @@ from zofo.methods.base import Payload
 from zofo.registry import METHODS
 from zofo.robust.aggregators import combine
 from zofo.robust.setting import selection_weights, validate_payload
-
-
-def rows_of(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
 
 
 def float_fields(name: str) -> bool:
@@ -49,7 +45,7 @@ def test_nan_attackers_are_rejected_and_the_model_stays_finite(name: str, tmp_pa
     meta = json.loads((out / "meta.json").read_text())
     assert meta["status"] == "ok", meta.get("reason")
     assert len(meta["robustness"]["byzantine_clients"]) == 1
-    rows = rows_of(out)
+    rows = read_rows(out)
     # Without validation the NaN would reach the weights and the eval loss (the run would end diverged).
     assert all(math.isfinite(r["eval_loss"]) for r in rows)
     assert [r["rejected"] for r in rows] == [0] + [1] * rounds
@@ -64,7 +60,7 @@ def test_a_wrong_seed_is_rejected_for_zo_fedsgd(tmp_path: Path) -> None:
         federation={"rounds": 2, "eval_every": 2},
         byzantine={"fraction": 0.34, "attack": "wrong-seed"},
     )
-    rows = rows_of(run(RunConfig.from_dict(data), tmp_path / "z", progress=False))
+    rows = read_rows(run(RunConfig.from_dict(data), tmp_path / "z", progress=False))
     assert rows[-1]["rejected_cum"] == 2
 
 

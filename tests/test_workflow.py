@@ -3,40 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, run_workflow
 
 
 def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     results, figures = tmp_path / "results", tmp_path / "figures"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--quiet",
-        "rules",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(ROOT / "config" / "smoke.yaml"),
+    run_workflow(
+        tmp_path,
+        ROOT / "config" / "smoke.yaml",
         "--config",
         f"results_dir={results}",
         f"figures_dir={figures}",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    )
 
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     methods, seeds = sorted(smoke["methods"]), smoke["seeds"]
