@@ -49,16 +49,29 @@ def grid(config: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
 
 
 def run_config(config: Mapping[str, Any], method: str, alpha: Any, seed: Any) -> dict[str, Any]:
-    """The full RunConfig mapping of one run: defaults <- the method's block <- the grid values.
+    """The full RunConfig mapping of one main-study run: defaults <- the method's block <- the grid values.
 
     ``alpha`` and ``seed`` may be strings (snakemake wildcards); they are converted here.
     """
-    cfg = deep_merge(config["run_defaults"], config["methods"][method])
+    block = config["methods"][method]
+    return cell_config(config, config["run_defaults"], method, block, {"partition.alpha": float(alpha)}, seed)
+
+
+def cell_config(
+    config: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    method: str,
+    block: Mapping[str, Any] | None,
+    cell: Mapping[str, Any],
+    seed: Any,
+) -> dict[str, Any]:
+    """One run's RunConfig mapping: ``defaults`` <- the method's ``block`` <- the grid ``cell`` (dotted
+    keys) <- method name, seed and the config's threads and label."""
+    cfg = deep_merge(deep_merge(defaults, block or {}), nested(cell))
     return deep_merge(
         cfg,
         {
             "method": {"name": method},
-            "partition": {"alpha": float(alpha)},
             "seed": int(seed),
             "threads": int(config["threads_per_run"]),
             "label": config["label"],
@@ -156,19 +169,13 @@ def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
             axes = {**spec["grid"], **spec["grid_overrides"].get(method, {})}
             for values in itertools.product(*axes.values()):
                 cell = dict(zip(axes, values, strict=True))
+                # The folder is named by the values as the config spells them; the main study's alphas
+                # are numbers in the run config however they are spelled (as run_config makes them).
+                values_cfg = (
+                    {**cell, "partition.alpha": float(cell["partition.alpha"])} if name == MAIN else cell
+                )
                 for seed in spec["seeds"]:
-                    cfg = deep_merge(deep_merge(defaults, block or {}), nested(cell))
-                    cfg = deep_merge(
-                        cfg,
-                        {
-                            "method": {"name": method},
-                            "seed": int(seed),
-                            "threads": int(config["threads_per_run"]),
-                            "label": config["label"],
-                        },
-                    )
-                    if name == MAIN:  # the main study's alphas are numbers however the config spells them
-                        cfg["partition"]["alpha"] = float(cell["partition.alpha"])
+                    cfg = cell_config(config, defaults, method, block, values_cfg, seed)
                     path = run_dir(method, cell, seed)
                     if path in runs and runs[path] != cfg:
                         raise ValueError(

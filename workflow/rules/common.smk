@@ -15,11 +15,6 @@ PACKAGED_GGUF = {"smollm2-135m"}  # models whose weights are converted once by r
 ENV = str(Path(workflow.basedir) / "environment.yml")
 
 
-def run_config(method, alpha, seed):
-    """The full RunConfig mapping of one main-study run: defaults <- method block <- grid values."""
-    return study.run_config(config, method, alpha, seed)
-
-
 # Every study's runs: folder (under RESULTS/runs) -> RunConfig mapping, and study -> its folders. A
 # run two studies share is one folder and one job (zofo.study.expand).
 try:
