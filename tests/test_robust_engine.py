@@ -172,3 +172,15 @@ def test_honest_settings_keep_the_config_hash() -> None:
         tiny_run_config("fedavg", byzantine={"fraction": 0.34, "attack": "scaled"})
     )
     assert plain.hash() == explicit.hash() != attacked.hash()
+
+
+def test_ferret_rejects_block_starts_it_cannot_decode(bbc_task) -> None:  # noqa: F811
+    s = Setup("ferret", bbc_task, cohort=3)
+    payload = transmit(s.method.client_update(1, s.client(0, 1)))[0]
+    assert s.method.check_payload(1, 0, payload) is None
+    broken = dict(payload, block_starts=payload["block_starts"].clone())
+    broken["block_starts"][0] = False  # the first direction belongs to no block
+    assert "block_starts" in s.method.check_payload(1, 0, broken)
+    extra = dict(payload, block_starts=payload["block_starts"].clone())
+    extra["block_starts"][extra["block_starts"].logical_not().nonzero()[0]] = True  # one start too many
+    assert "block_starts" in s.method.check_payload(1, 0, extra)

@@ -386,7 +386,10 @@ class Ferret(FederatedMethod):
     def block_counts(self, starts: torch.Tensor) -> list[int]:
         """K_l from the block-start bits: direction j is in the block of the last start at or before j."""
         if not bool(starts[0]) or int(starts.sum()) != len(self.blocks):
-            raise ValueError(f"block_starts must open with a start and hold {len(self.blocks)} starts")
+            raise ValueError(
+                f"block_starts must open with a start and hold {len(self.blocks)} starts; got "
+                f"{int(starts.sum())}, first {bool(starts[0])}"
+            )
         block_of = torch.cumsum(starts.long(), 0) - 1
         return torch.bincount(block_of, minlength=len(self.blocks)).tolist()
 
@@ -511,9 +514,10 @@ class Ferret(FederatedMethod):
         expected = self.client_seed(round_idx, client_id)
         if int(payload["seed"].item()) != expected:
             return f"seed {int(payload['seed'].item())}, expected {expected}"
-        starts = payload["block_starts"]
-        if not bool(starts[0]) or int(starts.sum()) != len(self.blocks):
-            return f"block_starts: {int(starts.sum())} starts, expected {len(self.blocks)} opening at 0"
+        try:
+            self.block_counts(payload["block_starts"])  # the rule every receiver decodes with
+        except ValueError as e:
+            return str(e)
         return None
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
