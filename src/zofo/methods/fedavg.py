@@ -48,6 +48,11 @@ def flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
+def unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Views of ``flat`` shaped as the tensors of ``like``, in order: the inverse of ``flatten``."""
+    return [v.view_as(t) for v, t in zip(flat.split([t.numel() for t in like]), like, strict=True)]
+
+
 def weighted_mean(updates: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
     total = float(sum(weights))
     out = torch.zeros_like(updates[0])
@@ -137,12 +142,9 @@ class FedAvg(FederatedMethod):
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         delta = self.combine_updates(payloads)
-        offset = 0
         with torch.no_grad():
-            for g in self.global_weights:
-                n = g.numel()
-                g.add_(delta[offset : offset + n].view_as(g))
-                offset += n
+            for g, d in zip(self.global_weights, unflatten(delta, self.global_weights), strict=True):
+                g.add_(d)
         self._load(self.global_weights)
         # The next cohort downloads the new global model: d floats.
         return {"weights": flatten(self.global_weights)}

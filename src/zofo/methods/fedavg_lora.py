@@ -29,7 +29,7 @@ from peft.tuners.lora import LoraLayer
 from zofo.config import positive
 from zofo.errors import ConfigError
 from zofo.methods.base import Payload
-from zofo.methods.fedavg import FedAvg, FedAvgParams, flatten
+from zofo.methods.fedavg import FedAvg, FedAvgParams, flatten, unflatten
 from zofo.registry import METHODS
 from zofo.rng import derive
 
@@ -116,15 +116,10 @@ class FedAvgLoRA(FedAvg):
             return super().aggregate(round_idx, payloads)
         # The clients' adapters, rebuilt from the global adapters and their updates (before the mean
         # below replaces the global adapters).
-        offsets = [0]
-        for g in self.global_weights:
-            offsets.append(offsets[-1] + g.numel())
         clients = []
         for pl in payloads:
-            upd = pl["update"]
-            clients.append(
-                [g + upd[offsets[i] : offsets[i + 1]].view_as(g) for i, g in enumerate(self.global_weights)]
-            )
+            updates = unflatten(pl["update"], self.global_weights)
+            clients.append([g + u for g, u in zip(self.global_weights, updates, strict=True)])
         weights = self._weights(payloads)
         total = float(sum(weights))
         broadcast = super().aggregate(round_idx, payloads)
