@@ -61,9 +61,8 @@ def client_batches(
             yield objective.collate(data.select(idx.tolist()))
 
 
-def formula_bits(method: Any, model: torch.nn.Module, cohort_size: int) -> dict[str, int] | None:
+def formula_bits(method: Any, d: int, cohort_size: int) -> dict[str, int] | None:
     """What the method's definition says one client sends and receives per round, for the record."""
-    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
     bits = method.formula_bits(d, cohort_size)
     return None if bits is None else {"uplink": int(bits[0]), "downlink": int(bits[1])}
 
@@ -122,6 +121,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     method = method_cls(params, ctx)
     # Set up before the metadata: a method may change what is trainable (LoRA adapters).
     method.setup()
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)  # what the method trains
     byzantine = set(byzantine_clients(cfg.partition.num_clients, cfg.byzantine.fraction, cfg.seed))
     kinds = method_cls.payload_kinds(params)
     resume = load_checkpoint(out_dir, cfg)
@@ -150,7 +150,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "source": loaded.source,
                 "kind": loaded.kind,
                 "pretrained": loaded.pretrained,
-                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "trainable_parameters": d,
             },
             "task": {
                 "name": cfg.task.name,
@@ -168,7 +168,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "label_histograms": label_histograms(train["label"], shards, len(task.label_names)),
                 "label_names": list(task.label_names),
             },
-            "formula_bits": formula_bits(method, model, cohort_size),
+            "formula_bits": formula_bits(method, d, cohort_size),
             "robustness": {
                 "byzantine_clients": sorted(byzantine),
                 "byzantine_count_rule": "floor(fraction * num_clients + 1/2)",
