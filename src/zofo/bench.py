@@ -43,7 +43,6 @@ import math
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ import torch
 from zofo.config import ZOConfig
 from zofo.errors import ConfigError
 from zofo.methods.feedsign import majority_vote
+from zofo.results import peak_rss_mb
 from zofo.rng import derive, seed32, torch_rng
 from zofo.zo import SeededDirections, trainable_parameters
 
@@ -769,23 +769,6 @@ def bench_growth(rows: Rows) -> None:
 # ----------------------------------------------------------------------------------------------------
 # Peak memory in child processes (d)
 # ----------------------------------------------------------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set of this process's own address space so far, in MB (2^20 bytes).
-
-    Linux: VmHWM from /proc/self/status, which starts afresh with the new address space of an exec.
-    Not ru_maxrss: Linux carries it over fork and exec, so a child started by a parent holding a model
-    would report the parent's peak (every kind of a first measurement read the same 3147 MB).
-    Elsewhere ru_maxrss (KiB on Linux, bytes on macOS) is the fallback."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**10  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def child_run(

@@ -15,8 +15,10 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -100,6 +102,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process's own address space so far, in MB (2^20 bytes).
+
+    Linux: VmHWM from /proc/self/status, which starts afresh with the new address space of an exec.
+    Not ru_maxrss: Linux carries it over fork and exec, so a child started by a parent holding a model
+    would report the parent's peak (every kind of a first measurement read the same 3147 MB).
+    Elsewhere ru_maxrss (KiB on Linux, bytes on macOS) is the fallback."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def git_info(cwd: str | Path | None = None) -> dict[str, Any]:

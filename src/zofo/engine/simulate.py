@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from zofo.methods.base import ClientData, RunContext
 from zofo.models import load_model
 from zofo.objectives import Objective, build_objective
 from zofo.registry import METHODS, TASKS
-from zofo.results import RunWriter, provenance
+from zofo.results import RunWriter, peak_rss_mb, provenance
 from zofo.rng import derive, numpy_rng, torch_rng
 from zofo.robust.attacks import ATTACKS, byzantine_clients
 from zofo.robust.setting import NO_ATTACK, attack_payload, validate_payload
@@ -65,10 +64,6 @@ def formula_bits(method: Any, d: int, cohort_size: int) -> dict[str, int] | None
     """What the method's definition says one client sends and receives per round, for the record."""
     bits = method.formula_bits(d, cohort_size)
     return None if bits is None else {"uplink": int(bits[0]), "downlink": int(bits[1])}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
