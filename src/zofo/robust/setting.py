@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from zofo.errors import ConfigError, did_you_mean
-from zofo.robust.aggregators import AGGREGATORS
+from zofo.robust.aggregators import AGGREGATORS, robust_floor
 from zofo.robust.attacks import ATTACKS, apply_attack
 
 NO_ATTACK = "none"
@@ -90,8 +90,6 @@ def selection_weights(name: str, values: torch.Tensor, trim: float) -> torch.Ten
     that sum_k w_k values_k is the rule's aggregate of the scalars: mean 1/n; median the middle one
     (the two middle ones, half each, for even n); trimmed-mean 1/(n - 2b) on all but the b largest and
     b smallest. Used where clients' scalars are not aligned on shared seeds (ZO-FedSGD)."""
-    from zofo.robust.aggregators import robust_floor
-
     n = values.numel()
     w = torch.zeros(n, dtype=torch.float64)
     order = torch.sort(values.reshape(-1).double(), stable=True).indices
