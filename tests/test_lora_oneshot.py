@@ -40,6 +40,24 @@ def test_lora_uplink_is_the_adapter_and_the_base_never_changes(tmp_path: Path) -
         assert r["bits_down"] == clients * 32 * adapter
 
 
+def test_exact_lora_averaging_runs_end_to_end_and_counts_the_residuals(tmp_path: Path) -> None:
+    """Through the engine, as `zofo run` runs it: the downlink carries the adapters and the residuals."""
+    data = tiny_run_config(
+        "fedavg-lora",
+        {"lr": 1e-2, "local_steps": 2, "r": 4, "alpha": 8, "averaging": "exact"},
+        federation={"rounds": 2, "eval_every": 1},
+    )
+    out = run(RunConfig.from_dict(data), tmp_path / "exact", progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "ok", meta.get("reason")
+    adapter, residual = meta["describe"]["adapter_parameters"], meta["describe"]["residual_parameters"]
+    assert residual > 0
+    clients = data["partition"]["num_clients"]
+    for r in read_rows(out)[1:]:
+        assert r["bits_up"] == clients * (32 * adapter + 32)
+        assert r["bits_down"] == clients * 32 * (adapter + residual)
+
+
 def lora_round(averaging: str, seed: int = 3):
     """Two clients' local training and one aggregation of FedAvg-LoRA on the tiny model.
 
