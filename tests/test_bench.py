@@ -108,7 +108,8 @@ def test_seconds_and_ratios_are_positive_and_finite(quick_run):
 
 
 def test_regeneration_counts_in_the_notes(quick_run):
-    """Counted, not timed: lean regenerates z four times a step, fast once; FeedSign's shared z once per
+    """Counted, not timed: lean regenerates z three times a step (the restore folded into the update),
+    fast once; FeedSign's shared z once per
     step whatever the number of clients, fresh z once per client."""
     rows = read_rows(quick_run)
 
@@ -118,7 +119,7 @@ def test_regeneration_counts_in_the_notes(quick_run):
             sel = sel[sel["clients"] == clients]
         return sel["note"].iloc[0]
 
-    assert "z regenerations per step: 4" in note("zo_step_lean")
+    assert "z regenerations per step: 3" in note("zo_step_lean")
     assert "z regenerations per step: 1" in note("zo_step_fast")
     n = bench.QUICK.clients
     assert "z regenerations per step: 1;" in note("feedsign_client_shared", n)
@@ -230,3 +231,34 @@ def test_shape_longer_than_the_model_takes_is_refused():
     with pytest.raises(ConfigError) as e:
         bench.make_batch(lm, (1, lm.max_tokens + 1), seed=0)
     assert e.value.key == "--shapes"
+
+
+def test_goals_table_judges_each_target_from_its_own_ratio():
+    row = {"model": bench.GOAL_MODEL, "params": 1, "clients": None, "seconds": 1.0, "rss_mb": math.nan}
+    df = pd.DataFrame(
+        [
+            {**row, "shape": "16x64", "measure": "zo_step_lean", "ratio_of": "forward_pair", "ratio": 1.7},
+            {**row, "shape": "16x64", "measure": "zo_step_fast", "ratio_of": "forward_pair", "ratio": 1.3},
+            {
+                **row,
+                "shape": "-",
+                "measure": "fedkseed_rebuild",
+                "ratio_of": "fedkseed_incremental",
+                "ratio": 2.0,
+            },
+            # another model's ratio must not count for the goal model
+            {
+                **row,
+                "model": "other",
+                "shape": "1x64",
+                "measure": "mezo_reference_step",
+                "ratio_of": "zo_step_fast",
+                "ratio": 9.0,
+            },
+        ]
+    )
+    goals = bench.goals_table(df).set_index(["goal", "shape"])["met"]
+    assert goals[("lean ZO step / floor", "16x64")] == "yes"  # 1.7 <= 1.75
+    assert goals[("fast ZO step / floor", "16x64")] == "no"  # 1.3 > 1.25
+    assert goals[("FedKSeed server: rebuild / incremental", "-")] == "yes"  # >= 2 inclusive
+    assert goals[("MeZO-style reference / fast step", "1x64")] == "not measured"

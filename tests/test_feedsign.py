@@ -35,7 +35,9 @@ class Harness:
         tie: str = "positive",
         lr: float = LR,
         whole_model: bool = False,
+        fuse: bool = True,
     ):
+        self.fuse = fuse
         self.model = load_tiny_llama().model
         if not whole_model:
             # The (tied) 977k-entry embedding is 98% of the model: freezing it keeps these tests fast and
@@ -56,7 +58,7 @@ class Harness:
         ctx = RunContext(
             model=self.model,
             loss=loss,
-            zo=ZOConfig(eps=EPS, mode=mode),
+            zo=ZOConfig(eps=EPS, mode=mode, fuse=fuse),
             seed=SEED,
             num_clients=len(coeffs),
             cohort_size=len(coeffs),
@@ -70,15 +72,21 @@ class Harness:
 
     def round(self, r: int) -> tuple[list[dict], dict]:
         payloads = []
+        global_w = [p.detach().clone() for p in self.params]
+        z = oracle_z(self.params, self.method.step_seed(r))
+        # Between clients the model is where the engine may leave it: at the global weights, or (fused)
+        # held at -eps z(s_t) along the shared direction until the next client or the server moves on.
+        held = -EPS if self.fuse else 0.0
+        self._origin = self.target.detach().clone()
         for k in range(len(self.coeffs)):
-            self._origin = self.target.detach().clone()
-            before = [p.detach().clone() for p in self.params]
             payloads.append(self.method.client_update(r, self.client(k)))
-            for p, b in zip(self.params, before, strict=True):
-                torch.testing.assert_close(p.detach(), b, rtol=0, atol=ZO_RESTORE_ATOL)
+            for p, w, zi in zip(self.params, global_w, z, strict=True):
+                torch.testing.assert_close(p.detach(), w + held * zi, rtol=0, atol=ZO_RESTORE_ATOL)
         self._origin = None
         received = [transmit(p)[0] for p in payloads]
-        return payloads, self.method.aggregate(r, received)
+        broadcast = self.method.aggregate(r, received)
+        self.method.end_round(r)
+        return payloads, broadcast
 
 
 def expected_signs(coeffs: list[float], z_target: torch.Tensor) -> list[int]:
@@ -88,16 +96,18 @@ def expected_signs(coeffs: list[float], z_target: torch.Tensor) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("coeffs", "mode", "whole_model"),
+    ("coeffs", "mode", "whole_model", "fuse"),
     [
-        pytest.param([1.0, 1.0, 1.0], "lean", False, id="3-agree-lean"),
-        pytest.param([1.0, 1.0, 1.0], "fast", False, id="3-agree-fast"),
-        pytest.param([1.0, -1.0, 1.0, -1.0, 1.0], "lean", False, id="5-split-lean"),
-        pytest.param([1.0, -1.0, 1.0, -1.0, 1.0], "fast", True, id="5-split-fast-whole-model"),
+        pytest.param([1.0, 1.0, 1.0], "lean", False, True, id="3-agree-lean"),
+        pytest.param([1.0, 1.0, 1.0], "fast", False, True, id="3-agree-fast"),
+        pytest.param([1.0, 1.0, 1.0], "lean", False, False, id="3-agree-lean-separate-passes"),
+        pytest.param([1.0, -1.0, 1.0, -1.0, 1.0], "lean", False, True, id="5-split-lean"),
+        pytest.param([1.0, -1.0, 1.0, -1.0, 1.0], "fast", True, True, id="5-split-fast-whole-model"),
+        pytest.param([1.0, -1.0, 1.0, -1.0, 1.0], "fast", False, False, id="5-split-fast-separate-passes"),
     ],
 )
-def test_step_moves_weights_by_exactly_lr_vote_z(coeffs, mode, whole_model):
-    h = Harness(coeffs, mode=mode, whole_model=whole_model)
+def test_step_moves_weights_by_exactly_lr_vote_z(coeffs, mode, whole_model, fuse):
+    h = Harness(coeffs, mode=mode, whole_model=whole_model, fuse=fuse)
     frozen = {id(p): p.detach().clone() for p in h.model.parameters() if not p.requires_grad}
     votes = []
     for r in (1, 2, 3, 4):
@@ -217,3 +227,16 @@ def test_aggregate_ignores_anything_but_the_sign_bit():
     for a, b in zip(h1.params, h2.params, strict=True):
         assert torch.equal(a, b)
     assert max_abs_diff(h1.model, start) > 1e-3  # the steps did happen
+
+
+@pytest.mark.parametrize("mode", ["lean", "fast"])
+def test_round_without_valid_signs_leaves_the_global_weights(mode):
+    # Every sign rejected: the server never aggregates, and end_round must undo the perturbation the
+    # clients left held along the shared direction, or the next evaluation would see w - eps z.
+    h = Harness([1.0, -1.0, 1.0], mode=mode)
+    global_w = snapshot(h.model)
+    for k in range(3):
+        h.method.client_update(1, h.client(k))
+    assert max_abs_diff(h.model, global_w) > 10 * ZO_RESTORE_ATOL, "fusing should hold the perturbation"
+    h.method.end_round(1)
+    assert max_abs_diff(h.model, global_w) <= ZO_RESTORE_ATOL

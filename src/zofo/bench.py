@@ -14,10 +14,10 @@ c. ``feedsign_client_shared`` / ``feedsign_client_fresh``: one FeedSign step of 
    step seed, per client. "shared": z generated once per step and used by every client (what zofo's
    fast mode does in simulation: one cached z per seed); "fresh": the cache is cleared before each
    client, so every client regenerates z once, as a client on its own device does.
-d. ``peak_rss_*``: peak resident set (``ru_maxrss``) of a fresh child process that loads the model and
-   runs two of: inference forward pairs, ZO steps (lean, fast), first-order AdamW steps
-   (forward + backward + step); as a ratio to inference. Each child includes the interpreter, torch and
-   the loaded model, the same in every kind.
+d. ``peak_rss_*``: peak resident set (``VmHWM``, ``zofo.results.peak_rss_mb``) of a fresh child
+   process that loads the model and runs two of: inference forward pairs, ZO steps (lean, fast),
+   first-order AdamW steps (forward + backward + step); as a ratio to inference. Each child includes
+   the interpreter, torch and the loaded model, the same in every kind.
 e. ``fedkseed_incremental`` / ``fedkseed_rebuild``: FedKSeed's server update at K seeds, applying only
    the last round's pool change vs rebuilding w0 - lr * sum_j A[j] z(C_j) from the whole pool, with
    ``SeededDirections.axpy`` as ``zofo.methods.fedkseed`` does.
@@ -411,9 +411,10 @@ def forward_pair(loss: Callable[[], torch.Tensor]) -> None:
 
 
 def zo_step(dirs: SeededDirections, seed: int, loss: Callable[[], torch.Tensor], lr: float = LR) -> float:
-    """One ZO-SGD step with zofo's seeded directions: estimate, then w -= lr * g * z."""
+    """One ZO-SGD step with zofo's seeded directions: estimate, then w -= lr * g * z (the restore folded
+    into the update when ``dirs.fuse``, as the methods' local steps do)."""
     with torch.no_grad():
-        g = dirs.estimate(seed, loss)
+        g = dirs.estimate(seed, loss, hold=True)
         dirs.update(seed, lr * g)
     return g
 
@@ -470,7 +471,7 @@ def feedsign_step(
         for loss in losses:
             if fresh:
                 dirs.clear()
-            signs.append(1 if dirs.estimate(seed, loss) > 0 else -1)
+            signs.append(1 if dirs.estimate(seed, loss, hold=True) > 0 else -1)
         dirs.update(seed, lr * majority_vote(signs, 1))
 
 
@@ -843,7 +844,7 @@ def bench_memory(rows: Rows, bm: BenchModel, shape: tuple[int, int]) -> None:
     peaks = {kind: float(o["peak_rss_mb"]) for kind, o in out.items()}
     for kind in MEMORY_KINDS:
         note = _join(
-            "ru_maxrss of a fresh child process (interpreter, torch, model, then the kind run twice); "
+            "peak RSS (VmHWM) of a fresh child process (interpreter, torch, model, then the kind run twice); "
             f"peak once the model was loaded: {float(out[kind]['loaded_rss_mb']):.0f} MB",
             _random_note(bm),
         )
@@ -929,6 +930,66 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+# The performance issue's goals, each a ratio of two measurements of this run:
+# (title, model or None = the first packaged model measured, shape or "-", measure, ratio_of,
+#  "<=" or ">=", target). A ratio the run did not measure is listed as not measured.
+GOALS: tuple[tuple[str, str, str, str, str, float], ...] = (
+    ("lean ZO step / floor", "16x64", "zo_step_lean", "forward_pair", "<=", 1.75),
+    ("fast ZO step / floor", "16x64", "zo_step_fast", "forward_pair", "<=", 1.25),
+    ("MeZO-style reference / lean step", "1x64", "mezo_reference_step", "zo_step_lean", ">=", 2.0),
+    ("MeZO-style reference / fast step", "1x64", "mezo_reference_step", "zo_step_fast", ">=", 2.0),
+    ("MeZO-style reference / lean step", "16x64", "mezo_reference_step", "zo_step_lean", ">=", 1.5),
+    ("MeZO-style reference / fast step", "16x64", "mezo_reference_step", "zo_step_fast", ">=", 1.5),
+    (
+        "FeedSign, clients sharing z: per client-step / floor",
+        "16x64",
+        "feedsign_client_shared",
+        "forward_pair",
+        "<=",
+        1.2,
+    ),
+    (
+        "FeedSign, clients sharing z: per client-step / floor",
+        "1x64",
+        "feedsign_client_shared",
+        "forward_pair",
+        "<=",
+        1.2,
+    ),
+    ("FedKSeed server: rebuild / incremental", "-", "fedkseed_rebuild", "fedkseed_incremental", ">=", 2.0),
+    ("peak memory, lean ZO / inference", "16x64", "peak_rss_zo_lean", "peak_rss_inference", "<=", 1.15),
+)
+GOAL_MODEL = "smollm2-135m"
+
+
+def goals_table(df: pd.DataFrame, model: str = GOAL_MODEL) -> pd.DataFrame:
+    """One row per goal: the measured ratio on ``model`` and whether it meets the target."""
+    out = []
+    for title, shape, measure, of, op, target in GOALS:
+        hit = df[
+            (df["model"] == model)
+            & (df["shape"] == shape)
+            & (df["measure"] == measure)
+            & (df["ratio_of"] == of)
+        ]
+        ratio = float(hit["ratio"].iloc[0]) if len(hit) else math.nan
+        met = (
+            "not measured"
+            if math.isnan(ratio)
+            else ("yes" if (ratio <= target if op == "<=" else ratio >= target) else "no")
+        )
+        out.append(
+            {
+                "goal": title,
+                "shape": shape,
+                "target": f"{op} {target:g}",
+                "measured": "" if math.isnan(ratio) else f"{ratio:.3g}",
+                "met": met,
+            }
+        )
+    return pd.DataFrame(out)
+
+
 def _fmt(x: float, unit: str) -> str:
     return "" if pd.isna(x) else f"{x:.4g} {unit}"
 
@@ -958,6 +1019,15 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
         f"{opts.fedkseed_clients} clients x {opts.fedkseed_tau} steps x {opts.fedkseed_rounds} rounds; "
         f"memory {'on' if opts.memory else 'off'}; seed {opts.seed}.",
     ]
+    if (df["model"] == GOAL_MODEL).any():
+        lines += [
+            "",
+            "## Goals",
+            "",
+            f"The performance issue's targets on {GOAL_MODEL}, from the rows below.",
+            "",
+            to_markdown(goals_table(df)).rstrip(),
+        ]
     for title, text, measures in SECTIONS:
         part = df[df["measure"].isin(measures)]
         if part.empty:

@@ -198,6 +198,11 @@ class ZOConfig:
     # lean: z regenerated from its seed at every use (memory at inference level);
     # fast: z kept in memory while a step uses it (one regeneration per seed and step; same numbers).
     mode: Literal["lean", "fast"] = "fast"
+    # Fold the restore after an estimate into the next pass along the same z (the update, or the next
+    # client sharing the seed): one pass fewer per step, which in lean mode is one regeneration fewer.
+    # Equal to the separate passes up to float rounding; false gives the plain step's arithmetic bit
+    # for bit.
+    fuse: bool = True
 
     def __post_init__(self) -> None:
         positive("zo.eps", self.eps)

@@ -15,9 +15,25 @@ Two modes give the same numbers:
 - fast: z(s) is kept after its first generation (a small LRU of seeds), so a step regenerates it once
   instead of four times, at the price of one model-sized buffer per cached seed.
 
+Where the time goes, and what is done about it (``zofo bench`` measures each):
+- Generation is chunked: each parameter's z is drawn 64K values at a time into a small buffer that
+  stays in cache and is added to the weights at once, instead of allocating a model-sized tensor per
+  pass. This gives exactly the numbers of ``torch.randn(p.shape, generator=g)``: torch's CPU normal
+  sampler draws one uniform per value in order and transforms them in independent blocks of 16, and
+  every chunk but a parameter's last is a multiple of 16 long while the last is at least 16 long
+  (tested bit for bit). In fast mode the same chunks are written into buffers that are reused from
+  seed to seed, so no step pays the page faults of fresh memory.
+- Fusing (``fuse=True``): a caller that will move the weights along the same z again right after an
+  estimate passes ``hold=True``; the weights stay at w - eps z and the next pass on that seed absorbs
+  the restore (restore + update in one pass, or -eps -> +eps for the next client that shares the
+  seed). A lean ZO-SGD step then regenerates z three times instead of four. ``settle()`` restores a
+  held perturbation; any pass on another seed settles first, so weights are never left perturbed by
+  mistake. ``fuse=False`` keeps the separate passes, bit for bit the arithmetic of the plain step.
+
 Restoring after +eps, -2 eps, +eps is exact in real arithmetic but not in floating point: each
 ``add_`` rounds. In fp32 the restored weights differ from the originals by at most a few ulp of
-max(|w|, 2 eps |z|) (tested). Use fp32 for ZO: fp16 drifts visibly (MeZO issue #42).
+max(|w|, 2 eps |z|) (tested); fused and separate passes round differently, so they agree to that
+tolerance, not bitwise. Use fp32 for ZO: fp16 drifts visibly (MeZO issue #42).
 """
 
 from __future__ import annotations
@@ -29,10 +45,31 @@ import torch
 
 GENERATOR = "torch.Generator(cpu, mt19937).randn per parameter, in parameters() order"
 
+# Values drawn per chunk: 256 KB in fp32, which stays in cache between drawing and adding; a
+# multiple of 16 (see the module docstring).
+CHUNK = 1 << 16
+# torch's CPU sampler treats tensors shorter than this differently (one value at a time).
+_BLOCK = 16
+
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The parameters a ZO method perturbs, in the fixed order every party uses."""
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def chunk_bounds(numel: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
+    """[start, stop) of the chunks of a flat parameter: each a multiple of 16 long except the last,
+    which is never shorter than 16 (a remainder under 16 joins the chunk before it)."""
+    if chunk % _BLOCK:
+        raise ValueError(f"chunk: got {chunk}; allowed: a multiple of {_BLOCK}")
+    bounds, start = [], 0
+    while start < numel:
+        stop = min(start + chunk, numel)
+        if 0 < numel - stop < _BLOCK:
+            stop = numel
+        bounds.append((start, stop))
+        start = stop
+    return bounds
 
 
 class SeededDirections:
@@ -44,59 +81,153 @@ class SeededDirections:
         eps: float,
         mode: str = "lean",
         cache_size: int = 1,
+        fuse: bool = True,
     ):
         if mode not in ("lean", "fast"):
             raise ValueError(f"zo.mode: got {mode!r}; allowed: 'lean' or 'fast'")
         self.params = list(params)
         self.eps = float(eps)
         self.mode = mode
+        self.fuse = bool(fuse)
         self.cache_size = max(1, int(cache_size))
         self._cache: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
+        self._spare: list[list[torch.Tensor]] = []  # evicted z buffers, reused by the next seed
+        self._buffers: dict[torch.dtype, torch.Tensor] = {}  # lean mode's chunk buffers
+        self._bounds = [chunk_bounds(p.numel()) if self._chunked(p) else [] for p in self.params]
+        # (seed, c) while the weights are held at w + c * eps * z(seed) (see ``estimate(hold=True)``).
+        self._held: tuple[int, float] | None = None
         self.regenerations = 0  # how many full z vectors were generated (a cost counter)
 
     @property
     def dim(self) -> int:
         return sum(p.numel() for p in self.params)
 
-    def _generate(self, seed: int) -> Iterator[torch.Tensor]:
-        g = torch.Generator(device="cpu").manual_seed(int(seed))
-        self.regenerations += 1
-        for p in self.params:
-            # Drawn on the CPU in the parameter's dtype, then moved: the numbers depend on the seed,
-            # the parameter list and dtype only, not on the device the model lives on.
-            z = torch.randn(p.shape, generator=g, dtype=p.dtype, device="cpu")
-            yield z if p.device.type == "cpu" else z.to(p.device)
+    @staticmethod
+    def _chunked(p: torch.Tensor) -> bool:
+        # Chunks are drawn on the CPU straight into the weights' memory order; other devices and
+        # layouts take the whole-tensor path (same numbers, one allocation per parameter).
+        return p.device.type == "cpu" and p.is_contiguous() and p.numel() >= _BLOCK
 
-    def z(self, seed: int) -> Iterator[torch.Tensor]:
-        """z(seed), one tensor per parameter."""
-        if self.mode == "lean":
-            yield from self._generate(seed)
-            return
-        if seed in self._cache:
-            self._cache.move_to_end(seed)
-        else:
-            self._cache[seed] = list(self._generate(seed))
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        yield from self._cache[seed]
+    def _buffer(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in self._buffers:
+            self._buffers[dtype] = torch.empty(CHUNK + _BLOCK, dtype=dtype)
+        return self._buffers[dtype]
+
+    @staticmethod
+    def _whole(p: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        # Drawn on the CPU in the parameter's dtype, then moved: the numbers depend on the seed,
+        # the parameter list and dtype only, not on the device the model lives on.
+        z = torch.randn(p.shape, generator=g, dtype=p.dtype, device="cpu")
+        return z if p.device.type == "cpu" else z.to(p.device)
+
+    def _new_store(self) -> list[torch.Tensor]:
+        if self._spare:
+            return self._spare.pop()
+        return [torch.empty(p.shape, dtype=p.dtype, device=p.device) for p in self.params]
 
     @torch.no_grad()
+    def _generate(self, seed: int, alpha: float | None, store: list[torch.Tensor] | None) -> None:
+        """One regeneration of z(seed), chunk by chunk: each chunk is added to the weights times alpha
+        (if given) and kept in ``store`` (if given) while it is still in cache."""
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        self.regenerations += 1
+        for i, p in enumerate(self.params):
+            bounds = self._bounds[i]
+            if not bounds:
+                z = self._whole(p, g)
+                if store is not None:
+                    store[i].copy_(z)
+                if alpha is not None:
+                    p.add_(z, alpha=alpha)
+                continue
+            flat = p.view(-1)
+            out = store[i].view(-1) if store is not None else None
+            buf = self._buffer(p.dtype)
+            for a, b in bounds:
+                z = out[a:b] if out is not None else buf[: b - a]
+                z.normal_(generator=g)
+                if alpha is not None:
+                    flat[a:b].add_(z, alpha=alpha)
+
+    def z(self, seed: int) -> Iterator[torch.Tensor]:
+        """z(seed), one tensor per parameter (in lean mode, freshly drawn and not kept)."""
+        if self.mode == "fast":
+            self._ensure_cached(seed)
+            yield from self._cache[seed]
+            return
+        store = [torch.empty(p.shape, dtype=p.dtype, device=p.device) for p in self.params]
+        self._generate(seed, None, store)
+        yield from store
+
+    def _ensure_cached(self, seed: int, alpha: float | None = None) -> bool:
+        """Put z(seed) in the cache, adding alpha * z to the weights on the way if it had to be drawn;
+        True if it was drawn (and alpha applied)."""
+        if seed in self._cache:
+            self._cache.move_to_end(seed)
+            return False
+        while len(self._cache) >= self.cache_size:
+            self._spare.append(self._cache.popitem(last=False)[1])
+        store = self._new_store()
+        self._generate(seed, alpha, store)
+        self._cache[seed] = store
+        return True
+
+    @torch.no_grad()
+    def _shift(self, seed: int, alpha: float) -> None:
+        """w += alpha * z(seed), one pass over the weights."""
+        alpha = float(alpha)
+        if self.mode == "lean":
+            self._generate(seed, alpha, None)
+        elif not self._ensure_cached(seed, alpha):
+            for p, z in zip(self.params, self._cache[seed], strict=True):
+                p.add_(z, alpha=alpha)
+
+    def _take_held(self, seed: int) -> float:
+        """The held offset c on ``seed`` (0 if none), cleared; a hold on another seed is settled."""
+        if self._held is None:
+            return 0.0
+        held_seed, c = self._held
+        if held_seed != seed:
+            self.settle()
+            return 0.0
+        self._held = None
+        return c
+
+    def settle(self) -> None:
+        """Restore a held perturbation (no-op if none): the weights are w again, to rounding."""
+        if self._held is not None:
+            seed, c = self._held
+            self._held = None
+            self._shift(seed, -c * self.eps)
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
     def axpy(self, seed: int, alpha: float) -> None:
-        """w += alpha * z(seed)."""
-        for p, z in zip(self.params, self.z(seed), strict=True):
-            p.add_(z, alpha=float(alpha))
+        """w += alpha * z(seed) (absorbing a held perturbation on the same seed)."""
+        c = self._take_held(seed)
+        self._shift(seed, float(alpha) - c * self.eps)
 
     def perturb(self, seed: int, c: float) -> None:
         """w += c * eps * z(seed)."""
         self.axpy(seed, c * self.eps)
 
-    def estimate(self, seed: int, loss: Callable[[], float]) -> float:
-        """The two-point projected gradient (l+ - l-) / (2 eps); leaves w as it found it (to rounding)."""
-        self.perturb(seed, +1.0)
+    def estimate(self, seed: int, loss: Callable[[], float], hold: bool = False) -> float:
+        """The two-point projected gradient (l+ - l-) / (2 eps).
+
+        Leaves w as it found it (to rounding), unless ``hold`` and fusing is on: then the weights stay
+        at w - eps z(seed) until the next pass on this seed (an update, another estimate) absorbs the
+        restore, or ``settle()`` is called."""
+        c = self._take_held(seed)
+        self._shift(seed, (1.0 - c) * self.eps)
         l_plus = float(loss())
-        self.perturb(seed, -2.0)
+        self._shift(seed, -2.0 * self.eps)
         l_minus = float(loss())
-        self.perturb(seed, +1.0)
+        if hold and self.fuse:
+            self._held = (seed, -1.0)
+        else:
+            self._shift(seed, self.eps)
         return (l_plus - l_minus) / (2.0 * self.eps)
 
     def update(self, seed: int, coeff: float) -> None:
@@ -104,4 +235,7 @@ class SeededDirections:
         self.axpy(seed, -float(coeff))
 
     def clear(self) -> None:
+        """Forget the cached directions (a held perturbation is settled first)."""
+        self.settle()
         self._cache.clear()
+        self._spare.clear()

@@ -311,6 +311,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 since["down"] += bits * len(cohort)
                 del broadcast
             # else: nothing valid arrived, the global model stays, and nothing is broadcast.
+            method.end_round(r)
             since["server"] += time.perf_counter() - t0
             del payloads
             train_loss = float(np.mean(seen_losses)) if seen_losses else None

@@ -72,6 +72,10 @@ class FederatedMethod(ABC):
     # function of w0 and what it broadcast (FedKSeed: the pool changes) stores that instead and
     # rebuilds the weights in load_state_dict: kilobytes instead of a model.
     checkpoint_weights: ClassVar[bool] = True
+    # Whether client_update may leave the model held along a perturbation the round's clients share
+    # (FeedSign with zo.fuse), for the next client or the server to absorb; end_round removes what is
+    # left. The engine reads no weights between a round's clients either way.
+    holds_between_clients: ClassVar[bool] = False
 
     def __init__(self, params: Any, ctx: RunContext):
         self.params = params
@@ -83,12 +87,18 @@ class FederatedMethod(ABC):
 
     @abstractmethod
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
-        """One client's work in a round; returns its uplink payload and leaves the model unchanged."""
+        """One client's work in a round; returns its uplink payload and leaves the model unchanged
+        (or, if ``holds_between_clients``, held along the round's shared perturbation)."""
 
     @abstractmethod
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         """Combine the (decoded) uplink payloads, update the global model in ``ctx.model``, and return
         the downlink payload that every client of the round receives."""
+
+    def end_round(self, round_idx: int) -> None:
+        """Called after every round's aggregation, also when nothing valid arrived and ``aggregate``
+        was skipped: the model must hold the global weights afterwards, ready to be evaluated."""
+        return None
 
     def local_steps(self) -> int:
         """Local optimisation steps (gradient or ZO estimates) of the client that just ran; the engine

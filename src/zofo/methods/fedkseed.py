@@ -163,7 +163,9 @@ class FedKSeed(FederatedMethod):
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
         self.trainable = trainable_parameters(self.ctx.model)
         # One cached z is enough: a step uses one seed four times; seeds rarely repeat across steps.
-        self.dirs = SeededDirections(self.trainable, self.ctx.zo.eps, self.ctx.zo.mode, cache_size=1)
+        self.dirs = SeededDirections(
+            self.trainable, self.ctx.zo.eps, self.ctx.zo.mode, cache_size=1, fuse=self.ctx.zo.fuse
+        )
         # Shared by FedKSeed and FedKSeed-Pro, so both draw from the same K directions for a run seed.
         self.candidates = [seed32(self.ctx.seed, "fedkseed", "candidate", j) for j in range(p.K)]
         # fp64 sum of the fp32 changes actually broadcast: any client can hold exactly the same numbers.
@@ -229,7 +231,9 @@ class FedKSeed(FederatedMethod):
         with torch.no_grad():
             for step, j in enumerate(draws.tolist()):
                 seed = self.candidates[j]
-                g = self.dirs.estimate(seed, functools.partial(self.ctx.loss, next(client.batches)))
+                # hold: the update below absorbs the restore (one pass fewer when zo.fuse is on)
+                loss = functools.partial(self.ctx.loss, next(client.batches))
+                g = self.dirs.estimate(seed, loss, hold=True)
                 self.dirs.update(seed, lr * g)
                 grads[step] = g
                 a[j] += g

@@ -41,6 +41,7 @@ class ZOFedSGD(FederatedMethod):
             self.ctx.zo.eps,
             self.ctx.zo.mode,
             cache_size=self.ctx.cohort_size,
+            fuse=self.ctx.zo.fuse,
         )
 
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
