@@ -59,3 +59,34 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
         assert cfg["federation"]["rounds"] == rounds
         assert cfg["task"] == {**cfg["task"], **smoke["run_defaults"]["task"]}
         assert cfg["method"]["params"] == block["method"]["params"]
+
+
+def test_slurm_profile_plans_every_run_with_its_resources(tmp_path: Path) -> None:
+    """`snakemake --profile workflow/profiles/slurm -n`: the Slurm executor plugin loads, the profile
+    parses, and every run of the smoke config is planned with the profile's per-rule requests."""
+    import re
+    import subprocess
+    import sys
+
+    from zofo.study import expand
+
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), "-n",
+        "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+        "--configfile", str(ROOT / "config" / "smoke.yaml"),
+        "--config", f"results_dir={tmp_path / 'results'}", f"figures_dir={tmp_path / 'figures'}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = proc.stdout + proc.stderr
+    runs, _ = expand(yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text()))
+    planned = re.search(r"^run\s+(\d+)$", out, re.MULTILINE)
+    assert planned and int(planned.group(1)) == len(runs), out[-3000:]
+    want = profile["set-resources"]["run"]
+    jobs = out.split("rule run:")[1:]
+    assert len(jobs) == len(runs)
+    for job in jobs:
+        res = re.search(r"resources: (.*)", job).group(1)
+        assert f"cpus_per_task={want['cpus_per_task']}" in res and f"runtime={want['runtime']}" in res, res
