@@ -21,7 +21,10 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     )
 
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
-    methods, seeds = sorted(smoke["methods"]), smoke["seeds"]
+    seeds = smoke["seeds"]
+    # the registered methods and local-only, a method written as a workflow rule alone
+    assert list(smoke["rule_methods"]) == ["local-only"]
+    methods = sorted([*smoke["methods"], *smoke["rule_methods"]])
     table = pd.read_csv(results / "tables" / "final_metric.csv")
     # every method of the smoke config, each with every seed finished ok
     assert sorted(table["method"]) == methods
@@ -29,6 +32,12 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     assert (results / "tables" / "final_metric.md").read_text().count("|") > 10
     comm = pd.read_csv(results / "tables" / "communication.csv")
     assert sorted(comm["method"]) == methods
+    series = (results / "logs" / "figures.log").read_text()
+    assert f"series: {', '.join(methods)}" in series, series
+    local = json.loads(next(results.glob("runs/local-only/alpha*/seed0/meta.json")).read_text())
+    assert local["status"] == "ok" and local["method"]["written_by"].startswith("workflow rule")
+    assert len(local["per_client"]) == smoke["run_defaults"]["partition"]["num_clients"]
+    assert comm.set_index("method").loc["local-only", "bits_up_per_round"] == 0
     for name in ("convergence_round", "convergence_bits"):
         for ext in ("png", "pdf"):
             out = figures / f"{name}.{ext}"
@@ -50,6 +59,7 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     # a run folder in the results schema per (method, seed) of the main study
     metas = sorted(results.glob("runs/*/alpha*/seed*/meta.json"))
     assert len(metas) == len(methods) * len(seeds)
+    metas = [m for m in metas if m.parts[-4] != "local-only"]  # its config is checked above
     # --configfile replaces the default study instead of merging into it: each run's resolved config is
     # the smoke file's (its defaults, then its method block), with nothing inherited from config.yaml.
     for meta_path in metas:

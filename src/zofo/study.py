@@ -10,6 +10,9 @@ what a config file declares and what ``snakemake`` runs cannot drift apart. A co
   (``run_defaults``), a ``grid`` of dotted RunConfig keys -> values (e.g. ``byzantine.fraction``),
   optional per-method ``grid_overrides`` and ``seeds`` (default: the main study's).
 
+- optionally ``rule_methods``: methods written as workflow rules (``workflow/rules/methods/``), not
+  registered in zofo; each gets the main study's cells (``rule_runs``) and joins its tables.
+
 A run folder is named by its method, its grid values and its seed (``fedavg/alpha0.5/seed0``,
 ``fedavg/model-minilm-l6/byz0.2/agg-median/seed0``), never by its study: two studies that declare the
 same run share its folder and it runs once, and two different configs that would share a folder are
@@ -150,10 +153,28 @@ def studies(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def rule_runs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Run folder -> config mapping of every run of a method written as a workflow rule (``rule_methods``):
+    the main study's alpha x seed cells, configured as a registered method's would be (defaults <- the
+    method's block <- alpha, seed). The rule's own script checks the mapping; RunConfig cannot, since
+    the method is not registered."""
+    out: dict[str, dict[str, Any]] = {}
+    for method, block in (config.get("rule_methods") or {}).items():
+        if method in (config.get("methods") or {}):
+            raise ValueError(f"rule_methods.{method}: also a registered method of the main study")
+        for alpha, seed in itertools.product(config["alphas"], config["seeds"]):
+            cell = {"partition.alpha": float(alpha)}
+            cfg = cell_config(config, config["run_defaults"], method, block, cell, seed)
+            out[run_dir(method, {"partition.alpha": alpha}, seed)] = cfg
+    return out
+
+
 def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
     """(run folder -> RunConfig mapping, study -> its run folders) for every study of the config.
 
-    Raises ValueError when two different configs would be written to one folder."""
+    The main study's folders include the runs of ``rule_methods`` (``rule_runs``), which are not in
+    the first mapping: a workflow rule of their own writes them. Raises ValueError when two different
+    configs would be written to one folder."""
     runs: dict[str, dict[str, Any]] = {}
     owner: dict[str, str] = {}
     members: dict[str, list[str]] = {}
@@ -185,4 +206,6 @@ def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
                     runs.setdefault(path, cfg)
                     owner.setdefault(path, name)
                     members[name].append(path)
+    if MAIN in members:
+        members[MAIN] += list(rule_runs(config))
     return runs, members

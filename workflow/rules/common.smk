@@ -21,6 +21,9 @@ try:
     RUN_CONFIGS, STUDY_RUNS = study.expand(config)
 except ValueError as e:
     raise WorkflowError(f"config: {e}")
+# Runs of methods written as workflow rules (workflow/rules/methods/): in the main study's tables, run by
+# their own rules.
+RULE_RUNS = study.rule_runs(config)
 STUDIES = study.studies(config)
 EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 
@@ -69,9 +72,14 @@ def all_outputs():
     return main + [out for name in EXTRA_STUDIES for out in study_outputs(name)]
 
 
-def model_asset(wildcards):
-    name = RUN_CONFIGS[wildcards.run]["model"]["name"]
+def asset_for(cfg):
+    """The converted weights a run config needs (packaged GGUF models), else nothing."""
+    name = cfg["model"]["name"]
     if name in PACKAGED_GGUF:
         assets = config["run_defaults"].get("assets_dir", "resources")
         return [f"{assets}/models/{name}/model.safetensors"]
     return []
+
+
+def model_asset(wildcards):
+    return asset_for(RUN_CONFIGS[wildcards.run])

@@ -23,6 +23,8 @@ out = snakemake.output  # noqa: F821
 if hasattr(out, "robustness"):  # a robustness study: final metric against the Byzantine fraction
     plots.robustness(setting_rows, out.robustness)
 else:
+    # Every method drawn, registered or written as a workflow rule (the workflow test reads this line).
+    print("series: " + ", ".join(sorted(setting_rows["method"].unique())), file=log)
     plots.convergence(setting_rows, "round", out.by_round, status=status)
     plots.convergence(setting_rows, "bits_up_cum", out.by_bits, status=status)
 # Runs that did not finish ok are drawn with an end marker and named in the caption; say so here too.

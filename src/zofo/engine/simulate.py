@@ -66,6 +66,66 @@ def formula_bits(method: Any, d: int, cohort_size: int) -> dict[str, int] | None
     return None if bits is None else {"uplink": int(bits[0]), "downlink": int(bits[1])}
 
 
+@dataclasses.dataclass
+class Prepared:
+    """What every run of a config starts from, before any method is involved: the task, the model and
+    its objective, the encoded training and evaluation data, and the clients' shards."""
+
+    task: Any
+    loaded: Any
+    objective: Objective
+    train: Any
+    eval_data: Any
+    shards: list[list[int]]
+    scorer: str
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.objective.model
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Load and encode what a run of ``cfg`` needs; the same for every method with the same seed (a
+    method written as a workflow rule starts here too, so it sees the same partition and data)."""
+    task = TASKS.get(cfg.task.name, "task.name")(cfg.task)
+    loaded = load_model(cfg.model, cfg.assets_dir, seed=cfg.seed)
+    objective = build_objective(loaded, task, cfg.task)
+    train = objective.encode_split(task.splits["train"])
+    eval_split = task.splits[cfg.task.eval_split].shuffle(seed=SPLIT_SEED)
+    if cfg.task.eval_max_examples is not None:
+        eval_split = eval_split.select(range(min(cfg.task.eval_max_examples, len(eval_split))))
+    eval_data = objective.encode_split(eval_split)
+    if cfg.partition.key not in train.column_names:
+        raise ConfigError("partition.key", cfg.partition.key, f"a column of the task: {train.column_names}")
+    shards = partition(
+        train["label"], train[cfg.partition.key], cfg.partition, numpy_rng(cfg.seed, "partition")
+    )
+    # The scorer travels with every number: the two Rouge-L scorers disagree on the same text.
+    scorer = f"rouge_l/{cfg.task.rouge_scorer}" if task.kind == "generation" else "accuracy"
+    return Prepared(task, loaded, objective, train, eval_data, shards, scorer)
+
+
+def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[str, Any]:
+    """The columns every row of a run repeats (ROUND_COLUMNS' identity part)."""
+    return {
+        "method": method,
+        "family": family,
+        "model": cfg.model.name,
+        "task": cfg.task.name,
+        "partition": cfg.partition.name,
+        "alpha": cfg.partition.alpha if cfg.partition.name == "dirichlet" else math.inf,
+        "num_clients": cfg.partition.num_clients,
+        "byz_frac": cfg.byzantine.fraction,
+        "attack": cfg.byzantine.attack,
+        "aggregator": cfg.aggregator.name,
+        "seed": cfg.seed,
+        "metric_name": prep.task.metric,
+        "scorer": prep.scorer,
+        "label": cfg.label,
+        "config_hash": cfg.hash(),
+    }
+
+
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     """Run one federated experiment and write its run folder; returns the folder."""
     out_dir = Path(out_dir)
@@ -73,21 +133,9 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     params = cfg.method_params()
     method_cls = METHODS.get(cfg.method.name, "method.name")
 
-    task = TASKS.get(cfg.task.name, "task.name")(cfg.task)
-    loaded = load_model(cfg.model, cfg.assets_dir, seed=cfg.seed)
-    objective = build_objective(loaded, task, cfg.task)
-    model = objective.model
-
-    train = objective.encode_split(task.splits["train"])
-    eval_split = task.splits[cfg.task.eval_split].shuffle(seed=SPLIT_SEED)
-    if cfg.task.eval_max_examples is not None:
-        eval_split = eval_split.select(range(min(cfg.task.eval_max_examples, len(eval_split))))
-    eval_data = objective.encode_split(eval_split)
-
-    if cfg.partition.key not in train.column_names:
-        raise ConfigError("partition.key", cfg.partition.key, f"a column of the task: {train.column_names}")
-    keys = train[cfg.partition.key]
-    shards = partition(train["label"], keys, cfg.partition, numpy_rng(cfg.seed, "partition"))
+    prep = prepare(cfg)
+    task, loaded, objective, model = prep.task, prep.loaded, prep.objective, prep.model
+    train, eval_data, shards, scorer = prep.train, prep.eval_data, prep.shards, prep.scorer
     cohort_size = cfg.federation.clients_per_round or cfg.partition.num_clients
     if cohort_size > cfg.partition.num_clients:
         raise ConfigError(
@@ -127,8 +175,6 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 for p, w in zip(trainable_parameters(model), resume["weights"], strict=True):
                     p.copy_(w)
         method.load_state_dict(resume["method"])
-    # The scorer travels with every number: the two Rouge-L scorers disagree on the same text.
-    scorer = f"rouge_l/{cfg.task.rouge_scorer}" if task.kind == "generation" else "accuracy"
     writer = RunWriter(
         out_dir,
         {
@@ -181,23 +227,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
         rows=resume["rows"] if resume else (),
     )
 
-    base_row = {
-        "method": cfg.method.name,
-        "family": method_cls.family,
-        "model": cfg.model.name,
-        "task": cfg.task.name,
-        "partition": cfg.partition.name,
-        "alpha": cfg.partition.alpha if cfg.partition.name == "dirichlet" else math.inf,
-        "num_clients": cfg.partition.num_clients,
-        "byz_frac": cfg.byzantine.fraction,
-        "attack": cfg.byzantine.attack,
-        "aggregator": cfg.aggregator.name,
-        "seed": cfg.seed,
-        "metric_name": task.metric,
-        "scorer": scorer,
-        "label": cfg.label,
-        "config_hash": cfg.hash(),
-    }
+    base_row = row_base(cfg, cfg.method.name, method_cls.family, prep)
     # A checkpoint written before rejections were counted has no "rejected": none were.
     cum = {"up": 0, "down": 0, "steps": 0, "rejected": 0, **(resume["cum"] if resume else {})}
     start = resume["round"] + 1 if resume else 1
