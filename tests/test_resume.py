@@ -134,3 +134,20 @@ def load_model_params():
     from conftest import load_tiny_llama
 
     return list(load_tiny_llama().model.parameters())
+
+
+def test_atomic_writes_leave_no_temporary_file_and_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from zofo.results import atomic_write_text
+
+    target = tmp_path / "rounds.jsonl"
+    atomic_write_text(target, "one\n")
+    atomic_write_text(target, "two\n")
+    assert target.read_text() == "two\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rounds.jsonl"], "a temporary file was left behind"
+    mask = os.umask(0)
+    os.umask(mask)
+    # mkstemp's 0600 would hide results from every other user of a shared cluster file system
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
