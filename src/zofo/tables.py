@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from zofo.results import COLUMN_DEFAULTS
+from zofo.results import COLUMN_DEFAULTS, HIGHER_IS_BETTER, atomic_write_text
 
 # A table row, a figure series and a "setting" are all keyed by these row columns.
 GROUP_KEYS: tuple[str, ...] = (
@@ -57,6 +57,49 @@ def cohort_size(meta: Mapping[str, Any]) -> int:
     return int(per_round if per_round is not None else cfg.get("partition", {}).get("num_clients"))
 
 
+_MISSING = object()
+
+
+def _meta_value(meta: Mapping[str, Any] | None, path: str) -> Any:
+    # A dotted path through nested mappings; any missing step (or no meta at all) is "missing".
+    node: Any = meta
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def attach_meta_columns(rows: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
+    """A copy of ``rows`` with one column per entry of ``columns``: name -> dotted path into meta.json.
+
+    Rows carry only the group keys; what a sweep varies (``"config.method.params.K"``,
+    ``"config.zo.eps"``) or what the engine measured once (``"model.trainable_parameters"``) lives in
+    each run's ``meta.json``, which is read once per distinct ``run_dir``. A path missing from a run's
+    meta (or a run without a readable meta) gives NaN for that run rather than an error, so runs of
+    methods without the swept parameter can share a table. A list or mapping value is stored as its
+    JSON text so that the column can be a group key (``final_metric_table(extra_keys=...)``). Works
+    on the ``status`` frame as well (it too has ``run_dir``). Refuses to overwrite an existing column:
+    replacing e.g. ``method`` would silently regroup every table.
+    """
+    clash = sorted(set(columns) & set(rows.columns))
+    if clash:
+        raise ValueError(f"columns {clash} already exist in rows; choose other names")
+    out = rows.copy()
+    metas = {d: read_meta(d) for d in dict.fromkeys(str(d) for d in rows["run_dir"])}
+    for name, path in columns.items():
+        per_run = {}
+        for d, meta in metas.items():
+            value = _meta_value(meta, path)
+            if value is _MISSING or value is None:
+                value = math.nan
+            elif isinstance(value, Mapping | list):
+                value = json.dumps(value, sort_keys=True)
+            per_run[d] = value
+        out[name] = pd.Series([per_run[str(d)] for d in rows["run_dir"]], index=rows.index)
+    return out
+
+
 def _keys_from_meta(meta: Mapping[str, Any] | None, status_row: Mapping[str, Any]) -> dict[str, Any]:
     # Only for runs with no rows (failed during setup): the rows would have carried these keys.
     cfg = (meta or {}).get("config", {})
@@ -81,7 +124,7 @@ def _keys_from_meta(meta: Mapping[str, Any] | None, status_row: Mapping[str, Any
 # consistency
 
 
-def check_consistent(runs: pd.DataFrame) -> None:
+def check_consistent(runs: pd.DataFrame, extra_keys: Sequence[str] = ()) -> None:
     """Raise ValueError where runs that a table would average are not one experiment.
 
     ``runs`` is ``run_summary``'s frame. Two checks, both within one table group (method, family,
@@ -91,11 +134,18 @@ def check_consistent(runs: pd.DataFrame) -> None:
     agree on every key except seed, threads and assets_dir; the hash includes the seed, so check (1)
     alone cannot see e.g. a learning rate that differs between seeds. Folders without a readable
     meta.json skip check (2).
+
+    ``extra_keys`` (columns of ``runs``, e.g. a swept ``K`` attached by ``attach_meta_columns``) are
+    further group keys. No config path is exempted for them: runs that differ in a swept value land in
+    different groups and are never compared, while a config difference that the extra keys do not
+    separate (a second hyperparameter swept across the first) is still refused, as it must be, since
+    the table would average over it.
     """
     if runs.empty:
         return
-    for keys, g in runs.groupby([*GROUP_KEYS, "seed"], dropna=False, sort=True):
-        where = _describe(keys[:-1]) + f" seed {keys[-1]}"
+    group_keys = [*GROUP_KEYS, *extra_keys]
+    for keys, g in runs.groupby([*group_keys, "seed"], dropna=False, sort=True):
+        where = _describe(keys[:-1], group_keys) + f" seed {keys[-1]}"
         hashes = sorted({str(h) for h in g["config_hash"]})
         if len(hashes) > 1:
             raise ValueError(
@@ -107,7 +157,7 @@ def check_consistent(runs: pd.DataFrame) -> None:
                 f"{where}: {len(g)} run folders of config_hash {hashes[0]} ({sorted(g['run_dir'])}); "
                 f"one seed would be counted {len(g)} times"
             )
-    for keys, g in runs.groupby(list(GROUP_KEYS), dropna=False, sort=True):
+    for keys, g in runs.groupby(group_keys, dropna=False, sort=True):
         configs = {}
         for d in g["run_dir"]:
             meta = read_meta(d)
@@ -121,13 +171,14 @@ def check_consistent(runs: pd.DataFrame) -> None:
             if diff:
                 detail = ", ".join(f"{k}: {ref.get(k)} vs {cfg.get(k)}" for k in diff)
                 raise ValueError(
-                    f"{_describe(keys)}: runs {ref_dir} and {d} differ in more than the seed ({detail}); "
+                    f"{_describe(keys, group_keys)}: runs {ref_dir} and {d} differ in more than the seed "
+                    f"({detail}); "
                     "give them different labels or load them separately"
                 )
 
 
-def _describe(keys: tuple[Any, ...]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in zip(GROUP_KEYS, keys, strict=True))
+def _describe(keys: tuple[Any, ...], names: Sequence[str] = GROUP_KEYS) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in zip(names, keys, strict=True))
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -143,12 +194,14 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 # one row per run
 
 
-def run_summary(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
+def run_summary(rows: pd.DataFrame, status: pd.DataFrame, extra_keys: Sequence[str] = ()) -> pd.DataFrame:
     """One row per run folder in ``status``: group keys, seed, status, start/final metric, total bits.
 
     ``start_metric`` is the round-0 row (NaN if the run has none), ``final_metric`` the last evaluated
     round; for a diverged run that is its last evaluation before divergence, which tables never
-    average but figures mark.
+    average but figures mark. ``extra_keys`` are further columns of ``rows`` carried along (see
+    ``final_metric_table``); a run without rows takes them from ``status`` where it has the column
+    (``attach_meta_columns`` works on either frame), NaN otherwise.
     """
     by_dir = {}
     if len(rows):
@@ -165,7 +218,7 @@ def run_summary(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
         }
         if g is not None and len(g):
             first, last = g.iloc[0], g.iloc[-1]
-            rec.update({k: first[k] for k in GROUP_KEYS})
+            rec.update({k: first[k] for k in (*GROUP_KEYS, *extra_keys)})
             names = set(g["metric_name"].dropna())
             rec.update(
                 metric_name=first["metric_name"] if len(names) == 1 else ",".join(sorted(names)),
@@ -181,6 +234,7 @@ def run_summary(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
         else:
             meta = read_meta(run_dir)
             rec.update(_keys_from_meta(meta, st))
+            rec.update({k: st.get(k, math.nan) for k in extra_keys})
             rec.update(
                 metric_name=(meta or {}).get("task", {}).get("metric"),
                 start_metric=math.nan,
@@ -196,11 +250,12 @@ def run_summary(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def _sort(df: pd.DataFrame) -> pd.DataFrame:
-    # Within each setting: FO methods first, then ZO, then anything else, each by name.
+def _sort(df: pd.DataFrame, extra_keys: Sequence[str] = ()) -> pd.DataFrame:
+    # Within each setting: FO methods first, then ZO, then anything else, each by name (then by any
+    # extra group key, so a sweep reads in order of its value).
     order = df["family"].map(lambda f: FAMILY_ORDER.get(str(f).lower(), len(FAMILY_ORDER)))
     df = df.assign(_family_order=order)
-    keys = [*SETTING_KEYS, "label", "_family_order", "method", "byz_frac", "aggregator"]
+    keys = [*SETTING_KEYS, "label", "_family_order", "method", "byz_frac", "aggregator", *extra_keys]
     return df.sort_values(keys, kind="stable", na_position="last").drop(columns="_family_order")
 
 
@@ -212,7 +267,9 @@ def _sd(x: pd.Series) -> float:
 # tables
 
 
-def final_metric_table(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
+def final_metric_table(
+    rows: pd.DataFrame, status: pd.DataFrame, extra_keys: Sequence[str] = ()
+) -> pd.DataFrame:
     """Final metric per (method, family, model, task, partition, alpha, label), over ok runs.
 
     Columns: the group keys, ``metric_name``, ``n_seeds`` (ok runs), ``seeds`` (their seeds, "0,1,2"),
@@ -224,11 +281,20 @@ def final_metric_table(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame
     ``bits_down_per_run`` (mean total bits of an ok run, all clients). A group whose runs all
     diverged or failed still gets a row, with ``n_seeds`` 0 and NaN metrics. Raises ValueError (see
     ``check_consistent``) rather than mix configurations.
+
+    ``extra_keys`` are further group keys: columns already in ``rows`` (e.g. a swept hyperparameter
+    or the model size attached by ``attach_meta_columns``), placed after the group keys in the output
+    and used as the last sort key. Runs that differ only in an extra key become separate rows and are
+    not refused as mixed configurations (see ``check_consistent``).
     """
-    runs = run_summary(rows, status)
-    check_consistent(runs)
+    missing = [k for k in extra_keys if len(rows) and k not in rows.columns]
+    if missing:
+        raise ValueError(f"extra_keys {missing} are not columns of rows; attach them first")
+    group_keys = [*GROUP_KEYS, *extra_keys]
+    runs = run_summary(rows, status, extra_keys)
+    check_consistent(runs, extra_keys)
     out_cols = [
-        *GROUP_KEYS,
+        *group_keys,
         "metric_name",
         "n_seeds",
         "seeds",
@@ -250,15 +316,15 @@ def final_metric_table(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame
     if runs.empty:
         return pd.DataFrame(columns=out_cols)
     records = []
-    for keys, g in runs.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+    for keys, g in runs.groupby(group_keys, dropna=False, sort=False):
         ok = g[g["status"] == "ok"]
         names = sorted({str(n) for n in g["metric_name"].dropna()})
         if len(names) > 1:
-            raise ValueError(f"{_describe(keys)}: runs report different metrics {names}")
+            raise ValueError(f"{_describe(keys, group_keys)}: runs report different metrics {names}")
         gain = ok["final_metric"] - ok["start_metric"]
         records.append(
             {
-                **dict(zip(GROUP_KEYS, keys, strict=True)),
+                **dict(zip(group_keys, keys, strict=True)),
                 "metric_name": names[0] if names else None,
                 "n_seeds": len(ok),
                 "seeds": ",".join(str(s) for s in sorted(ok["seed"].tolist())),
@@ -282,7 +348,7 @@ def final_metric_table(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame
                 ),
             }
         )
-    return _sort(pd.DataFrame(records, columns=out_cols)).reset_index(drop=True)
+    return _sort(pd.DataFrame(records, columns=out_cols), extra_keys).reset_index(drop=True)
 
 
 def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
@@ -298,7 +364,7 @@ def communication_table(rows: pd.DataFrame, cohort_sizes: Mapping[str, int] | No
     ``bits_down_per_client_round`` (means over runs), ``bits_up_per_round`` (all clients of a round)
     and ``per_run_spread`` (max - min of the uplink figure across runs; 0 when payload sizes are fixed).
 
-    The check against the methods' formulas (METHODS.md section 6): ``formula_up`` / ``formula_down``
+    The check against the methods' formulas: ``formula_up`` / ``formula_down``
     are what each method's ``formula_bits`` gave for the run's model and cohort (recorded in
     ``meta.json`` by the engine, from parameters and sizes, never from payloads), ``matches_formula``
     whether every run's counted bits equal them exactly (empty when a run has no formula, e.g. one
@@ -399,6 +465,137 @@ def check_communication(comm: pd.DataFrame) -> None:
         raise ValueError("bits on the wire differ from the methods' formulas:\n  " + "\n  ".join(lines))
 
 
+COST_COLUMNS: tuple[str, ...] = ("client_seconds", "server_seconds")
+
+
+def cost_table(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
+    """Measured compute cost per group (method, family, model, task, partition, alpha, label), over ok runs.
+
+    Per run: ``client_seconds_per_round`` is the sum of its rows' ``client_seconds`` (each row holds
+    the time since the previous evaluation) over the rounds trained, i.e. its largest ``round``
+    (round 0 trains nothing); ``server_seconds_per_round`` likewise; evaluation time is left out, as
+    it depends on the evaluation schedule, not on the method. ``peak_rss_mb`` is the largest over the
+    run's rows. A run that trained no round has NaN seconds. Columns: the group keys, ``n_seeds`` (ok
+    runs with rows), then ``<quantity>_mean`` / ``<quantity>_sd`` for the three (sd with ddof=1, NaN
+    with one run); a group whose runs all diverged or failed keeps its row with ``n_seeds`` 0.
+
+    Besides ``check_consistent``, the runs of a group must have used one ``threads`` setting (read
+    from meta.json): consistency ignores it because it changes no number, but it changes every time.
+    """
+    stats = ("client_seconds_per_round", "server_seconds_per_round", "peak_rss_mb")
+    out_cols = [*GROUP_KEYS, "n_seeds", *(f"{q}_{s}" for q in stats for s in ("mean", "sd"))]
+    if rows.empty:
+        return pd.DataFrame(columns=out_cols)
+    check_consistent(run_summary(rows, status))
+    ok_dirs = {str(d) for d in status.loc[status["status"] == "ok", "run_dir"]}
+    per_run = []
+    for run_dir, g in rows.groupby("run_dir", sort=False):
+        first = g.iloc[0]
+        trained = int(g["round"].max())
+        rec: dict[str, Any] = {k: first[k] for k in GROUP_KEYS}
+        rec["ok"] = str(run_dir) in ok_dirs
+        rec["run_dir"] = str(run_dir)
+        for col in COST_COLUMNS:
+            total = float(g[col].sum()) if col in g.columns else math.nan
+            rec[f"{col}_per_round"] = total / trained if trained > 0 else math.nan
+        rec["peak_rss_mb"] = float(g["peak_rss_mb"].max()) if "peak_rss_mb" in g.columns else math.nan
+        per_run.append(rec)
+    df = pd.DataFrame(per_run)
+    records = []
+    for keys, g in df.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+        ok = g[g["ok"]]
+        threads = {(read_meta(d) or {}).get("config", {}).get("threads") for d in ok["run_dir"]} - {None}
+        if len(threads) > 1:
+            raise ValueError(
+                f"{_describe(keys)}: runs used different thread counts {sorted(threads)}; "
+                "their timings cannot be averaged"
+            )
+        rec = {**dict(zip(GROUP_KEYS, keys, strict=True)), "n_seeds": len(ok)}
+        for q in stats:
+            rec[f"{q}_mean"] = float(ok[q].mean()) if len(ok) else math.nan
+            rec[f"{q}_sd"] = _sd(ok[q])
+        records.append(rec)
+    return _sort(pd.DataFrame(records, columns=out_cols)).reset_index(drop=True)
+
+
+def bits_to_target(
+    rows: pd.DataFrame, status: pd.DataFrame, target: float | None = None
+) -> tuple[pd.DataFrame, float]:
+    """Uplink bits each group needs to reach a target metric, within one setting; returns (table, target).
+
+    The default target is half the best method's gain: the mean round-0 metric over ok runs (the
+    pretrained model) plus 0.5 x (the best group's final mean over its ok runs - that start). Half,
+    not all of it, so that slower methods that do get somewhere are still compared, and the best
+    method itself is not measured only at its very last evaluation. An explicit ``target`` replaces it.
+
+    Per group (the group keys): ``n_runs`` (ok runs), ``n_reached`` (ok runs whose metric at some
+    evaluated round, round 0 included, is >= target), ``bits_up_to_target_mean`` / ``_sd`` (all
+    clients' cumulative uplink, ``bits_up_cum``, at each run's first row reaching the target, over the
+    runs that reached it; sd with ddof=1, NaN with one), ``rounds_to_target_mean`` (that row's round)
+    and ``target``. A group that never reaches the target keeps NaN. Runs without rows are not
+    listed (they carry no setting and reach nothing). Bits are only comparable within
+    one setting (model, task, partition, alpha), so rows holding several raise ValueError, as does a
+    metric that is not higher-is-better (``results.HIGHER_IS_BETTER``): ">= target" would be wrong.
+    """
+    out_cols = [
+        *GROUP_KEYS,
+        "n_runs",
+        "n_reached",
+        "bits_up_to_target_mean",
+        "bits_up_to_target_sd",
+        "rounds_to_target_mean",
+        "target",
+    ]
+    settings = rows[list(SETTING_KEYS)].drop_duplicates()
+    if len(settings) > 1:
+        found = [tuple(r) for r in settings.itertuples(index=False)]
+        raise ValueError(
+            f"bits_to_target compares one setting {SETTING_KEYS}, rows hold {len(found)} settings: {found}; "
+            "select one first (see iter_settings)"
+        )
+    for name in sorted({str(n) for n in rows["metric_name"].dropna()}):
+        if HIGHER_IS_BETTER.get(name) is not True:
+            raise ValueError(f"metric {name!r} is not known to be higher-is-better; '>= target' needs one")
+    # Only the runs of this setting: ``status`` may cover a whole study when ``rows`` is one setting of
+    # it (``iter_settings``). A run without rows has nothing to reach a target with and is left out.
+    runs = run_summary(rows, status[status["run_dir"].astype(str).isin(set(rows["run_dir"].astype(str)))])
+    check_consistent(runs)
+    ok = runs[runs["status"] == "ok"]
+    if target is None:
+        start = float(ok["start_metric"].mean()) if len(ok) else math.nan
+        best = (
+            float(ok.groupby(list(GROUP_KEYS), dropna=False)["final_metric"].mean().max())
+            if len(ok)
+            else math.nan
+        )
+        if math.isnan(start) or math.isnan(best):
+            raise ValueError("no ok run with a round-0 and a final row: no default target; pass target")
+        target = start + 0.5 * (best - start)
+    by_dir = {str(d): g.sort_values("round") for d, g in rows.groupby("run_dir", sort=False)}
+    reached = {}
+    for d in ok["run_dir"]:
+        g = by_dir.get(str(d))
+        hit = g[g["metric"] >= target] if g is not None else None
+        if hit is not None and len(hit):
+            reached[str(d)] = (float(hit.iloc[0]["bits_up_cum"]), float(hit.iloc[0]["round"]))
+    records = []
+    for keys, g in runs.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+        hits = [reached[d] for d in g.loc[g["status"] == "ok", "run_dir"] if d in reached]
+        bits = pd.Series([b for b, _ in hits], dtype=float)
+        records.append(
+            {
+                **dict(zip(GROUP_KEYS, keys, strict=True)),
+                "n_runs": int((g["status"] == "ok").sum()),
+                "n_reached": len(hits),
+                "bits_up_to_target_mean": float(bits.mean()) if len(hits) else math.nan,
+                "bits_up_to_target_sd": _sd(bits),
+                "rounds_to_target_mean": float(np.mean([r for _, r in hits])) if hits else math.nan,
+                "target": target,
+            }
+        )
+    return _sort(pd.DataFrame(records, columns=out_cols)).reset_index(drop=True), float(target)
+
+
 # --------------------------------------------------------------------------------------------------
 # formatting
 
@@ -422,8 +619,12 @@ def format_bits(bits: float) -> str:
     return f"{bits:.3g} bit"
 
 
-def format_final_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """The ``final_metric_table`` as strings for a paper/markdown table (one column per quantity)."""
+def format_final_table(table: pd.DataFrame, digits: int = 3, extra_keys: Sequence[str] = ()) -> pd.DataFrame:
+    """The ``final_metric_table`` as strings for a paper/markdown table (one column per quantity).
+
+    ``extra_keys`` (the table's extra group keys) are shown after the partition; a ``reported``
+    column (from ``attach_reported``) is shown last, as ``paper``.
+    """
     out = pd.DataFrame(
         {
             "method": table["method"],
@@ -436,6 +637,8 @@ def format_final_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             ],
         }
     )
+    for key in extra_keys:
+        out[key] = [_plain(v) for v in table[key]]
     if (table["label"].fillna("") != "").any():
         out["label"] = table["label"]
     # The robustness columns only where a run has Byzantine clients or a rule other than the mean.
@@ -461,7 +664,18 @@ def format_final_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         out["other"] = table["n_other"].astype(int)
     out["uplink / run"] = [format_bits(b) for b in table["bits_up_per_run"]]
     out["downlink / run"] = [format_bits(b) for b in table["bits_down_per_run"]]
+    if "reported" in table.columns:
+        out["paper"] = table["reported"].fillna("")
     return out
+
+
+def _plain(value: Any) -> str:
+    # A swept integer read next to a missing value comes back as float (4096.0): print it as 4096.
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def format_communication_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -490,17 +704,153 @@ def to_markdown(df: pd.DataFrame, **kwargs: Any) -> str:
 
 
 def write_tables(
-    table: pd.DataFrame, out_csv: str | Path, out_md: str | Path | None = None, digits: int = 3
+    table: pd.DataFrame,
+    out_csv: str | Path,
+    out_md: str | Path | None = None,
+    digits: int = 3,
+    extra_keys: Sequence[str] = (),
 ) -> None:
-    """Convenience for workflow scripts: raw numbers to CSV, the formatted table to markdown."""
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_csv, index=False)
+    """Convenience for workflow scripts: raw numbers to CSV, the formatted table to markdown (both
+    written atomically)."""
+    atomic_write_text(out_csv, table.to_csv(index=False))
     if out_md is not None:
-        Path(out_md).write_text(to_markdown(format_final_table(table, digits)))
+        atomic_write_text(out_md, to_markdown(format_final_table(table, digits, extra_keys=extra_keys)))
+
+
+# Characters of the formatted tables that LaTeX's default (non-Unicode) engines cannot typeset, replaced
+# after pandas has escaped the LaTeX specials (so the "$" and backslashes added here stay commands).
+_LATEX_SYMBOLS: dict[str, str] = {
+    "±": r"$\pm$",
+    "→": r"$\rightarrow$",
+    "α": r"$\alpha$",
+    "—": "---",
+}
+
+
+def _latex_symbols(text: Any) -> str:
+    out = str(text)
+    for symbol, command in _LATEX_SYMBOLS.items():
+        out = out.replace(symbol, command)
+    return out
+
+
+def write_latex(
+    table: pd.DataFrame, path: str | Path, digits: int = 3, extra_keys: Sequence[str] = ()
+) -> None:
+    """The ``final_metric_table`` as a booktabs LaTeX tabular (needs ``\\usepackage{booktabs}``).
+
+    The cells are ``format_final_table``'s strings, so markdown and LaTeX show the same digits;
+    mean ± sd reads ``0.880 $\\pm$ 0.005``. Method names, labels and headers are escaped by pandas'
+    own LaTeX writer (``fedavg_lora`` -> ``fedavg\\_lora``), then the few Unicode symbols the
+    formatter uses become LaTeX commands. Written atomically: a reader never sees half a table.
+    """
+    formatted = format_final_table(table, digits, extra_keys)
+    styler = formatted.style.hide(axis="index")
+    styler = styler.format(_latex_symbols, escape="latex")
+    styler = styler.format_index(_latex_symbols, escape="latex", axis="columns")
+    atomic_write_text(path, styler.to_latex(hrules=True))
 
 
 def iter_settings(rows: pd.DataFrame) -> Iterable[tuple[dict[str, Any], pd.DataFrame]]:
     """(setting, rows of that setting) for each (model, task, partition, alpha): one figure each."""
     for keys, g in rows.groupby(list(SETTING_KEYS), dropna=False, sort=True):
         yield dict(zip(SETTING_KEYS, keys, strict=True)), g
+
+
+# --------------------------------------------------------------------------------------------------
+# the papers' numbers beside ours
+
+REPORTED_COLUMNS: tuple[str, ...] = (
+    "paper",
+    "table",
+    "method",
+    "model",
+    "task",
+    "metric",
+    "value",
+    "source_note",
+)
+# The papers' method labels (baselines/*/reported.csv) -> zofo method names. FedIT is FedAvg of LoRA
+# adapters. Labels absent here (FedZO, "FeedSign minus ZO-FedSGD", ...) name no zofo method.
+REPORTED_METHOD_ALIASES: dict[str, str] = {
+    "FedKSeed": "fedkseed",
+    "FedKSeed-Pro": "fedkseed-pro",
+    "FeedSign": "feedsign",
+    "ZO-FedSGD": "zo-fedsgd",
+    "Ferret": "ferret",
+    "FedIT": "fedavg-lora",
+    "FedAvg": "fedavg",
+    "one-shot FL": "oneshot",
+}
+# The papers' model labels -> the hub ids that the paper-scale configs (baselines/*/config*.yaml) put in
+# model.name, which is what a run's ``model`` column holds. LLaMA-3B, 7B and 13B have no config.
+REPORTED_MODEL_ALIASES: dict[str, str] = {
+    "DataJuicer-1.3B": "datajuicer/LLaMA-1B-dj-refine-150B",  # fedkseed/, ferret/config.yaml
+    "RoBERTa-large": "FacebookAI/roberta-large",  # feedsign/config.yaml
+    "OPT-13B": "facebook/opt-13b",  # feedsign/config-opt13b.yaml
+}
+# The papers' task labels -> a run's ``task`` column (task.name in the configs). ``hub-classification``
+# names no dataset, so this mapping alone would be ambiguous; the metric is part of the match and keeps
+# it sound: the papers score Dolly-15K by Rouge-L of generated answers, the configs' Dolly stand-in by
+# accuracy, so today no Dolly number attaches to a stand-in row (the READMEs: not comparable).
+REPORTED_TASK_ALIASES: dict[str, str] = {
+    "Dolly-15K": "hub-classification",  # fedkseed/, ferret/, oneshot/config.yaml (dataset dolly-15k)
+}
+
+
+def load_reported(baselines_dir: str | Path) -> pd.DataFrame:
+    """Every ``<baselines_dir>/*/reported.csv`` in one frame (folders in name order), columns
+    ``REPORTED_COLUMNS``; raises ValueError naming a file that lacks one of them."""
+    frames = []
+    for csv in sorted(Path(baselines_dir).glob("*/reported.csv")):
+        df = pd.read_csv(csv)
+        missing = [c for c in REPORTED_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{csv}: no column(s) {missing}")
+        frames.append(df[list(REPORTED_COLUMNS)])
+    if not frames:
+        return pd.DataFrame(columns=list(REPORTED_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def attach_reported(
+    final: pd.DataFrame,
+    reported: pd.DataFrame,
+    aliases: Mapping[str, str] | None = None,
+    *,
+    model_aliases: Mapping[str, str] | None = None,
+    task_aliases: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """A copy of ``final`` with a column ``reported``: the papers' numbers for the same experiment.
+
+    A reported row matches a row of ``final`` when its method, model, task and metric, translated by
+    ``aliases`` (method labels, default ``REPORTED_METHOD_ALIASES``), ``model_aliases`` and
+    ``task_aliases`` (defaults ``REPORTED_MODEL_ALIASES`` / ``REPORTED_TASK_ALIASES``; a label absent
+    from a map stands for itself), equal the row's ``method``, ``model``, ``task`` and
+    ``metric_name``. So a reported quantity that zofo does not measure (a communication bound, an
+    accuracy gap) never matches. Each match reads ``"30.91 (ferret, Table 2)"``: the value as the
+    paper gives it (Rouge-L in points where zofo's is in [0, 1]) and its source; several matches
+    (one number quoted by two papers) are joined by ``"; "``; rows without one get ``""``.
+    """
+    methods = REPORTED_METHOD_ALIASES if aliases is None else aliases
+    models = REPORTED_MODEL_ALIASES if model_aliases is None else model_aliases
+    tasks = REPORTED_TASK_ALIASES if task_aliases is None else task_aliases
+    texts: dict[tuple[str, str, str, str], list[str]] = {}
+    for r in reported.to_dict("records"):
+        key = (
+            methods.get(r["method"], r["method"]),
+            models.get(r["model"], r["model"]),
+            tasks.get(r["task"], r["task"]),
+            r["metric"],
+        )
+        text = f"{float(r['value']):g} ({r['paper']}, {r['table']})"
+        if text not in texts.setdefault(key, []):
+            texts[key].append(text)
+    out = final.copy()
+    out["reported"] = [
+        "; ".join(texts.get((str(m), str(mo), str(t), str(n)), []))
+        for m, mo, t, n in zip(
+            final["method"], final["model"], final["task"], final["metric_name"], strict=True
+        )
+    ]
+    return out
