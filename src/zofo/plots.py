@@ -8,6 +8,10 @@ same stem next to it.
 A method keeps its colour in every figure (``METHOD_COLORS``; unknown names get a fallback colour
 from a hash of the name, so also stable). The family sets the line: FO solid with circles, ZO dashed
 with triangles. Runs that did not end ``ok`` never enter a mean line or band but are drawn and marked.
+
+The study figures (``heterogeneity``, ``sweep``, ``oneshot_gap``, ``cost``, ``communication``) return
+``Drawn``: the same (png, pdf) pair, plus the numbers they plotted and the Figure, so their content can
+be checked without reading pixels.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import contextlib
 import math
 import textwrap
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +30,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from zofo.results import HIGHER_IS_BETTER
-from zofo.tables import FAMILY_ORDER, SETTING_KEYS
+from zofo.tables import FAMILY_ORDER, SETTING_KEYS, format_bits
 
 RC: dict[str, Any] = {
     "font.size": 10,
@@ -484,3 +490,909 @@ def robustness(rows: pd.DataFrame, out_png: str | Path, title: str | None = None
             notes.append("x at the floor: diverged (non-finite loss): " + "; ".join(diverged) + ".")
         fig.text(0.0, -0.01, _wrap(notes, fig), fontsize=7.5, va="top", ha="left")
         return save(fig, out_png)
+
+
+# --------------------------------------------------------------------------------------------------
+# study figures: heterogeneity, hyperparameter sweeps, one round vs many, cost, communication
+
+
+class Drawn(tuple[Path, Path]):
+    """``(png, pdf)`` as ``save`` returns them, with what was drawn attached.
+
+    It unpacks like the pair the other figure functions return, so callers that only want the files
+    are unaffected; ``data`` holds the plotted numbers (the frame behind each line or bar, reference
+    levels, axis positions) and ``figure`` the Figure itself, so a test or a report can check what a
+    figure shows without reading pixels.
+    """
+
+    data: dict[str, Any]
+    figure: Figure
+
+    def __new__(cls, paths: tuple[Path, Path], data: dict[str, Any], figure: Figure) -> Drawn:
+        obj = super().__new__(cls, paths)
+        obj.data = data
+        obj.figure = figure
+        return obj
+
+    @property
+    def png(self) -> Path:
+        return self[0]
+
+    @property
+    def pdf(self) -> Path:
+        return self[1]
+
+
+# The columns of load_runs's rows frame that the study figures read (``label`` may be absent).
+STUDY_ROW_COLUMNS: tuple[str, ...] = (
+    "method",
+    "family",
+    "model",
+    "task",
+    "partition",
+    "alpha",
+    "num_clients",
+    "seed",
+    "round",
+    "metric_name",
+    "metric",
+    "status",
+    "run_dir",
+)
+# The pretrained level: a reference, not a series, so grey and thinner than any method's line.
+PRETRAINED_STYLE: dict[str, Any] = {"color": "0.5", "linestyle": "--", "lw": 1.1, "zorder": 1}
+PRETRAINED_LABEL = "pretrained (round 0)"
+IID_LABEL = "iid"
+ERRORBAR_STYLE: dict[str, Any] = {"fmt": "none", "capsize": 3, "elinewidth": 1.1, "zorder": 2}
+CAPTION_ERRORBARS = "error bars ±1 sd over seeds (ddof=1; none where a point has one seed)"
+
+
+def _check_frame(df: pd.DataFrame | None, required: Sequence[str], what: str, hint: str = "") -> None:
+    """ValueError naming the figure and what is wrong, before any drawing starts."""
+    if df is None or len(df) == 0:
+        raise ValueError(f"{what}: nothing to plot (empty frame)")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}{hint}")
+
+
+def _single(df: pd.DataFrame, col: str, what: str) -> Any:
+    values = sorted({str(v) for v in df[col].dropna()})
+    if len(values) > 1:
+        raise ValueError(f"{what}: rows mix {col} values {values}; plot one at a time")
+    return values[0] if values else None
+
+
+def _alphas(values: pd.Series, what: str) -> pd.Series:
+    # NaN and inf both mean "no Dirichlet concentration" (see _fmt_alpha), i.e. the iid end of the axis.
+    alpha = values.astype(float).fillna(math.inf)
+    if (alpha <= 0).any():
+        raise ValueError(f"{what}: Dirichlet alpha must be > 0, got {sorted(set(alpha[alpha <= 0]))}")
+    return alpha
+
+
+def _final_runs(
+    rows: pd.DataFrame, what: str, extra: Sequence[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """One row per run: keys, ``final`` (metric at the last evaluated round), ``start`` (round 0).
+
+    Returns (runs that finished ok, runs that did not, the metric's name). Runs not ok never enter a
+    mean, but the caller names them in the caption, as the tables count them. ``extra`` columns must
+    be constant within a run (a swept value, a model size): a run cannot sit at two x positions.
+    """
+    _check_frame(rows, [*STUDY_ROW_COLUMNS, *extra], what, " (use zofo.results.load_runs)")
+    metric_name = _single(rows, "metric_name", what)
+    for col in extra:
+        varying = rows.groupby("run_dir")[col].nunique(dropna=False)
+        if (varying > 1).any():
+            raise ValueError(f"{what}: {col!r} changes within run(s) {sorted(varying[varying > 1].index)}")
+    rows = rows.assign(label=rows["label"].fillna("").astype(str) if "label" in rows.columns else "")
+    ordered = rows.sort_values(["run_dir", "round"], kind="stable").groupby("run_dir", sort=False)
+    first, last = ordered.head(1).set_index("run_dir"), ordered.tail(1).set_index("run_dir")
+    keys = ["method", "family", "label", "model", "task", "partition", "alpha", "num_clients", "seed"]
+    runs = last[[*keys, *extra, "status"]].copy()
+    runs["final"] = last["metric"].astype(float)
+    # A run without a round-0 row has no pretrained value rather than its first later evaluation.
+    runs["start"] = first["metric"].astype(float).where(first["round"] == 0)
+    runs["alpha"] = _alphas(runs["alpha"], what)
+    runs = runs.reset_index()
+    ok = runs[runs["status"] == "ok"]
+    if ok.empty:
+        raise ValueError(f"{what}: no run finished ok (statuses {sorted(set(runs['status'].astype(str)))})")
+    return ok.reset_index(drop=True), runs[runs["status"] != "ok"].reset_index(drop=True), str(metric_name)
+
+
+def _one_run_per_seed(runs: pd.DataFrame, keys: Sequence[str], what: str) -> None:
+    # Two runs of one seed at one point would be averaged as two seeds (the tables refuse the same).
+    dup = runs[runs.duplicated([*keys, "seed"], keep=False)]
+    if len(dup):
+        raise ValueError(
+            f"{what}: several runs of one seed at one point would be counted as seeds: "
+            f"{sorted(dup['run_dir'].astype(str))}; give them different labels or plot them separately"
+        )
+
+
+def _mean_sd(df: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
+    """n, mean and sd (ddof=1, NaN with one value) of ``value`` per ``keys``."""
+    out = df.groupby(list(keys), dropna=False, sort=True)[value].agg(["count", "mean", "std"])
+    return out.rename(columns={"count": "n", "std": "sd"}).reset_index()
+
+
+@dataclass(frozen=True)
+class _AlphaAxis:
+    """A log alpha axis whose alpha = inf (iid) sits one decade right of the largest finite alpha.
+
+    The gap to iid is not to scale (there is no scale to infinity); the figures link the iid point by a
+    dotted segment and say so in the caption.
+    """
+
+    finite: tuple[float, ...]
+    iid_x: float | None
+
+    @classmethod
+    def of(cls, alphas: pd.Series) -> _AlphaAxis:
+        values = sorted({float(a) for a in alphas})
+        finite = tuple(a for a in values if math.isfinite(a))
+        has_iid = any(math.isinf(a) for a in values)
+        iid_x = (10.0 * max(finite) if finite else 1.0) if has_iid else None
+        return cls(finite, iid_x)
+
+    def x(self, alpha: float) -> float:
+        if math.isinf(alpha):
+            assert self.iid_x is not None
+            return self.iid_x
+        return float(alpha)
+
+    def ticks(self) -> tuple[list[float], list[str]]:
+        xs = [*self.finite] + ([self.iid_x] if self.iid_x is not None else [])
+        return xs, [f"{a:g}" for a in self.finite] + ([IID_LABEL] if self.iid_x is not None else [])
+
+    def apply(self, ax: Any) -> None:
+        ax.set_xscale("log")
+        xs, labels = self.ticks()
+        ax.set_xlim(min(xs) / 2, max(xs) * 2)
+        # Only the alphas that were run are ticks: log minor ticks would suggest a continuous axis
+        # across the gap to iid.
+        ax.set_xticks(xs, labels)
+        ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+
+
+def _draw_points(
+    ax: Any,
+    pts: pd.DataFrame,
+    *,
+    color: str,
+    fstyle: dict[str, Any],
+    label: str,
+    is_iid: np.ndarray | None = None,
+) -> Line2D:
+    """Mean line with ±sd error bars (only where n > 1) from ``pts`` (columns x, mean, sd, n).
+
+    Points marked ``is_iid`` get their marker and a dotted link from the last finite point, not a
+    solid segment: their distance on the axis is a placement, not a value.
+    """
+    order = np.argsort(pts["x"].to_numpy(dtype=float), kind="stable")
+    x = pts["x"].to_numpy(dtype=float)[order]
+    mean = pts["mean"].to_numpy(dtype=float)[order]
+    sd = pts["sd"].to_numpy(dtype=float)[order]
+    n = pts["n"].to_numpy(dtype=int)[order]
+    iid = np.zeros(len(x), dtype=bool) if is_iid is None else np.asarray(is_iid, dtype=bool)[order]
+    (line,) = ax.plot(x[~iid], mean[~iid], color=color, label=label, zorder=3, **fstyle)
+    if iid.any():
+        ax.plot(x[iid], mean[iid], color=color, linestyle="none", marker=fstyle.get("marker", "o"), zorder=3)
+        if (~iid).any():
+            i, j = np.flatnonzero(~iid)[-1], np.flatnonzero(iid)[0]
+            ax.plot(x[[i, j]], mean[[i, j]], color=color, linestyle=":", lw=1.0, alpha=0.7, zorder=2)
+    bars = (n > 1) & np.isfinite(sd)
+    if bars.any():
+        ax.errorbar(x[bars], mean[bars], yerr=sd[bars], ecolor=color, **ERRORBAR_STYLE)
+    return line
+
+
+def _pretrained_line(ax: Any, level: float) -> None:
+    if not math.isnan(level):
+        ax.axhline(level, label=PRETRAINED_LABEL, **PRETRAINED_STYLE)
+
+
+def _series_name(method: str, label: str, several_labels: bool) -> str:
+    return f"{method} [{label}]" if several_labels and label else method
+
+
+def _clients_text(df: pd.DataFrame) -> str:
+    values = sorted({int(v) for v in df["num_clients"].dropna()})
+    return "/".join(map(str, values)) + " clients" if values else "clients unknown"
+
+
+def _partition_text(runs: pd.DataFrame) -> str:
+    finite = runs[np.isfinite(runs["alpha"])]
+    parts = []
+    if len(finite):
+        alphas = ", ".join(f"{a:g}" for a in sorted(set(finite["alpha"])))
+        parts.append(f"{'/'.join(sorted(set(finite['partition'].astype(str))))} α ∈ {{{alphas}}}")
+    infinite = runs[~np.isfinite(runs["alpha"])]
+    if len(infinite):
+        parts.append(f"{'/'.join(sorted(set(infinite['partition'].astype(str))))} (α = ∞)")
+    return "partition " + " and ".join(parts)
+
+
+def _study_setting_text(runs: pd.DataFrame, *, alpha_varies: bool) -> str:
+    """Model(s), task, partition, clients and seeds of the runs behind a figure."""
+    models = ", ".join(sorted(set(runs["model"].astype(str))))
+    tasks = ", ".join(sorted(set(runs["task"].astype(str))))
+    if alpha_varies:
+        partition = _partition_text(runs)
+    else:
+        partition = f"partition {runs['partition'].iloc[0]}{_fmt_alpha(runs['alpha'].iloc[0])}"
+    return f"{models} · {tasks} · {partition} · {_clients_text(runs)} · seeds {_seeds_text(runs['seed'])}."
+
+
+def _alpha_name(alpha: float) -> str:
+    return IID_LABEL if math.isinf(alpha) else f"α={alpha:g}"
+
+
+def _excluded_text(bad: pd.DataFrame, where: Callable[[pd.Series], str]) -> list[str]:
+    """Caption lines naming the runs left out of every mean because they did not finish ok."""
+    if bad.empty:
+        return []
+    items = [f"{where(r)} seed {int(r['seed'])} ({r['status']})" for _, r in bad.iterrows()]
+    if len(items) > 12:
+        counts = bad["status"].astype(str).value_counts().sort_index()
+        return [
+            "Not in any mean (did not finish ok): " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "."
+        ]
+    return ["Not in any mean (did not finish ok): " + "; ".join(items) + "."]
+
+
+def _fewer_seeds_text(stats: pd.DataFrame, n_seeds: int, where: Callable[[pd.Series], str]) -> list[str]:
+    short = stats[stats["n"] < n_seeds]
+    if short.empty:
+        return []
+    return [
+        "Fewer seeds at: " + "; ".join(f"{where(r)} (n={int(r['n'])})" for _, r in short.iterrows()) + "."
+    ]
+
+
+def _fmt_value(value: Any) -> str:
+    number = _float_or_nan(value)
+    return str(value) if math.isnan(number) else f"{number:g}"
+
+
+def _caption(fig: Figure, notes: Sequence[str]) -> None:
+    # Below the lowest axes decoration (tick labels, x label) rather than at a fixed offset: short
+    # figures (a cost table of two methods) and rotated method names reach below the figure's edge.
+    to_fig = fig.transFigure.inverted()
+    lowest = min(
+        (float(to_fig.transform(ax.get_tightbbox())[0][1]) for ax in fig.axes if ax.get_visible()),
+        default=0.0,
+    )
+    fig.text(0.0, min(lowest, 0.0) - 0.01, _wrap(notes, fig), fontsize=7.5, va="top", ha="left")
+
+
+def heterogeneity(rows: pd.DataFrame, out_png: str | Path, *, title: str | None = None) -> Drawn:
+    """Final metric against the Dirichlet concentration alpha, per method, one panel per model.
+
+    ``rows`` is ``load_runs``'s rows frame for one task over several alphas (alpha = inf: an iid
+    partition). Per ok run the final metric is the metric at its last evaluated round; points are the
+    mean over seeds with ±1 sd error bars (none with one seed) on a log alpha axis, iid one decade
+    right of the largest finite alpha with the tick "iid". A grey dashed line marks the mean round-0
+    metric (the pretrained model) per model. Returns ``Drawn`` (png, pdf; ``data["points"]``,
+    ``data["pretrained"]`` per model, ``data["iid_x"]``).
+    """
+    what = "heterogeneity"
+    runs, bad, metric_name = _final_runs(rows, what)
+    _single(runs, "task", what)
+    _one_run_per_seed(runs, ("model", "method", "label", "alpha"), what)
+    stats = _mean_sd(runs, ("model", "family", "method", "label", "alpha"), "final")
+    axis = _AlphaAxis.of(stats["alpha"])
+    stats["x"] = [axis.x(a) for a in stats["alpha"]]
+    models = sorted(set(runs["model"].astype(str)))
+    pretrained = {m: float(runs.loc[runs["model"] == m, "start"].mean()) for m in models}
+    several_labels = runs["label"].nunique() > 1
+    with style():
+        fig = Figure(figsize=(max(6.4, 4.6 * len(models)), 4.4))
+        axes = fig.subplots(1, len(models), sharey=True, squeeze=False).ravel()
+        for ax, model in zip(axes, models, strict=True):
+            m_stats = stats[stats["model"] == model]
+            for family, method, label in _series_order(m_stats):
+                pts = m_stats[(m_stats["method"] == method) & (m_stats["label"] == label)]
+                _draw_points(
+                    ax,
+                    pts,
+                    color=method_color(method),
+                    fstyle=family_style(family),
+                    label=_series_name(method, label, several_labels),
+                    is_iid=np.isinf(pts["alpha"].to_numpy(dtype=float)),
+                )
+            _pretrained_line(ax, pretrained[model])
+            axis.apply(ax)
+            ax.set_xlabel("Dirichlet α (log scale; smaller = more heterogeneous)")
+            if len(models) > 1:
+                ax.set_title(model, fontsize=9.5)
+            ax.legend(loc="best")
+        axes[0].set_ylabel("final " + _metric_label(metric_name))
+        fig.suptitle(title or f"final {metric_name} vs client heterogeneity", y=1.0)
+
+        def where(r: pd.Series) -> str:
+            return (
+                f"{r['method']}"
+                + (f" {r['model']}" if len(models) > 1 else "")
+                + f" {_alpha_name(r['alpha'])}"
+            )
+
+        notes = [
+            _study_setting_text(runs, alpha_varies=True),
+            "Points: mean over seeds of the final metric (last evaluated round) of runs that finished ok; "
+            f"{CAPTION_ERRORBARS}. Grey dashed: the pretrained model (mean round-0 metric).",
+        ]
+        if axis.iid_x is not None:
+            notes.append(
+                "iid (α = ∞) is drawn one decade right of the largest α, linked by a dotted line; that gap "
+                "is not to scale."
+            )
+        notes += _fewer_seeds_text(stats, runs["seed"].nunique(), where)
+        notes += _excluded_text(bad, where)
+        _caption(fig, notes)
+        paths = save(fig, out_png)
+    data = {"points": stats, "pretrained": pretrained, "iid_x": axis.iid_x, "metric_name": metric_name}
+    return Drawn(paths, data, fig)
+
+
+def sweep(
+    rows: pd.DataFrame,
+    axis: str,
+    out_png: str | Path,
+    axis_label: str | None = None,
+    *,
+    title: str | None = None,
+) -> Drawn:
+    """Final metric against a swept hyperparameter (column ``axis``, attached by the caller), per method.
+
+    ``rows`` is ``load_runs``'s rows frame of one setting (model, task, partition, alpha) with a numeric
+    ``axis`` column, constant within each run. Points: mean over ok seeds ±1 sd (none with one seed);
+    the x axis is logarithmic when every value is positive and they span more than 10x, linear
+    otherwise. The grey dashed line is the mean round-0 metric. Returns ``Drawn`` (png, pdf;
+    ``data["points"]``, ``data["pretrained"]``, ``data["log_x"]``).
+    """
+    what = f"sweep over {axis!r}"
+    runs, bad, metric_name = _final_runs(rows, what, extra=(axis,))
+    settings = runs[list(SETTING_KEYS)].astype(str).drop_duplicates()
+    if len(settings) > 1:
+        raise ValueError(
+            f"{what}: rows span {len(settings)} settings {settings.to_dict('records')}; plot one at a time "
+            "(zofo.tables.iter_settings)"
+        )
+    values = pd.to_numeric(runs[axis], errors="coerce").astype(float)
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"{what}: every ok run needs a finite number in {axis!r}; runs without one: "
+            f"{sorted(runs.loc[~np.isfinite(values), 'run_dir'].astype(str))}"
+        )
+    runs = runs.assign(value=values)
+    _one_run_per_seed(runs, ("method", "label", "value"), what)
+    stats = _mean_sd(runs, ("family", "method", "label", "value"), "final")
+    stats["x"] = stats["value"]
+    uniq = np.unique(values.to_numpy())
+    log_x = bool((uniq > 0).all() and uniq.max() / uniq.min() > 10)
+    pretrained = float(runs["start"].mean())
+    several_labels = runs["label"].nunique() > 1
+    label = axis_label or axis
+    with style():
+        fig = Figure(figsize=(6.4, 4.4))
+        ax = fig.add_subplot()
+        for family, method, lab in _series_order(stats):
+            pts = stats[(stats["method"] == method) & (stats["label"] == lab)]
+            _draw_points(
+                ax,
+                pts,
+                color=method_color(method),
+                fstyle=family_style(family),
+                label=_series_name(method, lab, several_labels),
+            )
+        _pretrained_line(ax, pretrained)
+        if log_x:
+            ax.set_xscale("log")
+        if len(uniq) <= 10:
+            # The swept values are the only meaningful x positions; label exactly those.
+            ax.set_xticks(uniq, [f"{v:g}" for v in uniq])
+            ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+        ax.set_xlabel(label + (" (log scale)" if log_x else ""))
+        ax.set_ylabel("final " + _metric_label(metric_name))
+        ax.legend(loc="best")
+        ax.set_title(title or f"final {metric_name} vs {label}")
+
+        def where(r: pd.Series) -> str:
+            # Summary points carry the numeric "value"; excluded runs only the caller's column.
+            v = r["value"] if "value" in r.index else r[axis]
+            return f"{r['method']} {axis}={_fmt_value(v)}"
+
+        notes = [
+            _study_setting_text(runs, alpha_varies=False),
+            f"x: {label}. Points: mean over seeds of the final metric (last evaluated round) of runs that "
+            f"finished ok; {CAPTION_ERRORBARS}. Grey dashed: the pretrained model (mean round-0 metric).",
+        ]
+        notes += _fewer_seeds_text(stats, runs["seed"].nunique(), where)
+        notes += _excluded_text(bad, where)
+        _caption(fig, notes)
+        paths = save(fig, out_png)
+    data = {"points": stats, "pretrained": pretrained, "log_x": log_x, "metric_name": metric_name}
+    return Drawn(paths, data, fig)
+
+
+ONESHOT_PAIR: tuple[str, str] = ("fedavg", "oneshot")
+GAP_ZERO_LABEL = "gap 0: one round matches multi-round"
+
+
+def oneshot_gap(rows: pd.DataFrame, size_col: str, out_png: str | Path, *, title: str | None = None) -> Drawn:
+    """How much multi-round FedAvg gains over one round at equal local compute, against model size and alpha.
+
+    ``rows`` is ``load_runs``'s rows frame with runs of ``fedavg`` and ``oneshot`` (other methods are
+    ignored) over models (``model``; their size in ``size_col``, positive and one per model) and
+    alphas. Gap per (model, alpha, seed) = final metric of fedavg - final metric of oneshot of the
+    same seed; seeds with only one of the two are dropped and named in the caption. Left: mean gap ±1
+    sd against model size (log), one line per alpha, points named by model. Right: mean gap against
+    alpha (log; iid as in ``heterogeneity``), one line per model. Returns ``Drawn`` (png, pdf;
+    ``data["pairs"]``, ``data["points"]``, ``data["unpaired"]``, ``data["iid_x"]``).
+    """
+    what = "oneshot_gap"
+    _check_frame(rows, ["method"], what)
+    present = set(rows["method"].astype(str))
+    missing = [m for m in ONESHOT_PAIR if m not in present]
+    if missing:
+        raise ValueError(f"{what}: rows have no {' or '.join(missing)} runs (methods: {sorted(present)})")
+    runs, bad, metric_name = _final_runs(rows[rows["method"].isin(ONESHOT_PAIR)], what, extra=(size_col,))
+    _single(runs, "task", what)
+    missing_ok = [m for m in ONESHOT_PAIR if m not in set(runs["method"])]
+    if missing_ok:
+        raise ValueError(f"{what}: no {' or '.join(missing_ok)} run finished ok")
+    sizes = pd.to_numeric(runs[size_col], errors="coerce").astype(float)
+    per_model = sizes.groupby(runs["model"]).agg(["min", "max"])
+    if not (np.isfinite(sizes).all() and (sizes > 0).all()) or (per_model["min"] != per_model["max"]).any():
+        raise ValueError(
+            f"{what}: {size_col!r} must be one positive number per model, got {per_model.to_dict()}"
+        )
+    runs = runs.assign(size=sizes)
+    _one_run_per_seed(runs, ("method", "model", "alpha"), what)
+
+    key = ["model", "alpha", "seed"]
+    fed = runs[runs["method"] == "fedavg"].set_index(key)["final"].rename("fedavg")
+    one = runs[runs["method"] == "oneshot"].set_index(key)["final"].rename("oneshot")
+    pairs = pd.concat([fed, one], axis=1, join="inner").reset_index()
+    unpaired = runs[~runs.set_index(key).index.isin(pairs.set_index(key).index)][["method", *key]]
+    if pairs.empty:
+        raise ValueError(f"{what}: no (model, alpha, seed) has an ok run of both fedavg and oneshot")
+    pairs["gap"] = pairs["fedavg"] - pairs["oneshot"]
+    pairs["size"] = pairs["model"].map(runs.groupby("model")["size"].first())
+    stats = _mean_sd(pairs, ("model", "alpha", "size"), "gap")
+    axis = _AlphaAxis.of(stats["alpha"])
+    stats["alpha_x"] = [axis.x(a) for a in stats["alpha"]]
+    alphas = sorted(set(stats["alpha"]))
+    models = list(stats.sort_values(["size", "model"]).drop_duplicates("model")["model"])
+    # Alphas as an ordered scale (sequential colours, iid black); models as categories.
+    alpha_colors = {
+        a: ("black" if math.isinf(a) else mpl.colormaps["viridis"](i / max(1, len(alphas) - 1) * 0.85))
+        for i, a in enumerate(alphas)
+    }
+    model_colors = {m: mpl.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    fo = family_style("fo")
+    with style():
+        fig = Figure(figsize=(11.0, 4.4))
+        left, right = fig.subplots(1, 2, sharey=True)
+        # Lines that share x positions (alphas at one model size, models at one alpha) are offset a few
+        # per cent sideways on their log axes, far less than the gap between positions, so that their
+        # error bars stay apart.
+        alpha_dodge = {a: 10.0 ** (0.02 * (k - (len(alphas) - 1) / 2)) for k, a in enumerate(alphas)}
+        model_dodge = {m: 10.0 ** (0.02 * (k - (len(models) - 1) / 2)) for k, m in enumerate(models)}
+        stats["left_x"] = stats["size"] * stats["alpha"].map(alpha_dodge)
+        stats["right_x"] = stats["alpha_x"] * stats["model"].map(model_dodge)
+        for a in alphas:
+            pts = stats[stats["alpha"] == a].assign(x=lambda d: d["left_x"])
+            _draw_points(left, pts, color=alpha_colors[a], fstyle=fo, label=_alpha_name(a))
+        for model, g in stats.groupby("model", sort=False):
+            # Name each model once, above its highest error bar, rather than once per alpha at one x.
+            top = float((g["mean"] + g["sd"].fillna(0.0)).max())
+            left.annotate(
+                str(model),
+                (float(g["size"].iloc[0]), top),
+                xytext=(0, 4),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7.5,
+            )
+        left.set_xscale("log")
+        left.set_xlabel(f"model size ({size_col}, log scale)")
+        left.set_ylabel(f"gap in final {_metric_label(metric_name)}: fedavg − oneshot")
+        left.set_title("against model size", fontsize=9.5)
+        for model in models:
+            pts = stats[stats["model"] == model].assign(x=lambda d: d["right_x"])
+            _draw_points(
+                right,
+                pts,
+                color=model_colors[model],
+                fstyle=fo,
+                label=str(model),
+                is_iid=np.isinf(pts["alpha"].to_numpy(dtype=float)),
+            )
+        axis.apply(right)
+        right.set_xlabel("Dirichlet α (log scale; smaller = more heterogeneous)")
+        right.set_title("against heterogeneity", fontsize=9.5)
+        for ax in (left, right):
+            ax.axhline(0.0, color="0.2", lw=1.0, zorder=1, label=GAP_ZERO_LABEL)
+            ax.legend(loc="best")
+        fig.suptitle(title or f"multi-round FedAvg vs one round: gap in final {metric_name}", y=1.0)
+
+        notes = [
+            _study_setting_text(runs, alpha_varies=True),
+            "Gap = final metric (last evaluated round) of fedavg − that of oneshot with the same seed, "
+            "model and α (multi-round vs one round at equal local compute); points: mean gap over paired "
+            f"seeds, {CAPTION_ERRORBARS}. Above 0: the rounds help.",
+            "Model sizes: "
+            + ", ".join(f"{m} {stats.loc[stats['model'] == m, 'size'].iloc[0]:.3g}" for m in models)
+            + f" ({size_col}).",
+        ]
+        notes.append("Points that share an x (α at one size, models at one α) are offset slightly sideways.")
+        if axis.iid_x is not None:
+            notes.append(
+                "Right: iid (α = ∞) is one decade right of the largest α, dotted link; gap not to scale."
+            )
+        if len(unpaired):
+            notes.append(
+                "Dropped, no partner with the same seed: "
+                + "; ".join(
+                    f"{r.method} {r.model} {_alpha_name(r.alpha)} seed {int(r.seed)}"
+                    for r in unpaired.itertuples()
+                )
+                + "."
+            )
+        notes += _excluded_text(bad, lambda r: f"{r['method']} {r['model']} {_alpha_name(r['alpha'])}")
+        _caption(fig, notes)
+        paths = save(fig, out_png)
+    data = {
+        "pairs": pairs,
+        "points": stats,
+        "unpaired": unpaired.reset_index(drop=True),
+        "iid_x": axis.iid_x,
+        "metric_name": metric_name,
+    }
+    return Drawn(paths, data, fig)
+
+
+def _row_ticks(table: pd.DataFrame) -> list[str]:
+    """Method per table row, with its label and setting where the table holds several of them."""
+    several_labels = "label" in table.columns and table["label"].fillna("").astype(str).nunique() > 1
+    setting_cols = [c for c in SETTING_KEYS if c in table.columns]
+    several_settings = bool(setting_cols) and len(table[setting_cols].astype(str).drop_duplicates()) > 1
+    ticks = []
+    for r in table.to_dict("records"):
+        tick = str(r["method"])
+        if several_labels and r.get("label"):
+            tick += f" [{r['label']}]"
+        if several_settings:
+            tick += " · " + "/".join(str(r[c]) for c in ("model", "task") if c in r)
+            if "alpha" in r:
+                tick += _fmt_alpha(r["alpha"])
+        ticks.append(tick)
+    return ticks
+
+
+def _table_setting_text(table: pd.DataFrame) -> str | None:
+    """The setting of a summary table when it holds one, else None (the ticks then carry it)."""
+    if not all(c in table.columns for c in SETTING_KEYS):
+        return None
+    if len(table[list(SETTING_KEYS)].astype(str).drop_duplicates()) > 1:
+        return None
+    return _setting_text(table)
+
+
+def _is_false(value: Any) -> bool:
+    # matches_formula is True/False/None in the frame, "True"/"False"/"" once it went through a CSV.
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() == "false"
+    return not bool(value)
+
+
+def _log_span(values: np.ndarray, factor: float) -> bool:
+    positive = values[np.isfinite(values) & (values > 0)]
+    return bool(len(positive) and positive.max() / positive.min() > factor)
+
+
+COST_PANELS: tuple[tuple[str, str, str, bool], ...] = (
+    # (column stem, axis label, unit, may be logarithmic)
+    ("client_seconds_per_round", "client seconds per round", "s", True),
+    ("server_seconds_per_round", "server seconds per round", "s", True),
+    ("peak_rss_mb", "peak memory (MB)", "MB", False),
+)
+
+
+def cost(table: pd.DataFrame, out_png: str | Path, *, title: str | None = None) -> Drawn:
+    """Compute and memory per method: client and server seconds per round and peak RSS, ±1 sd.
+
+    ``table`` has one row per method (drawn in the table's order, top to bottom) with columns
+    ``method``, ``family``, ``n_seeds`` and ``<stem>_mean`` / ``<stem>_sd`` for each stem of
+    ``COST_PANELS``; model/task/partition/alpha/label, where present, go into the caption or the
+    ticks. ZO bars are hatched as in ``final_metric_bar``; a seconds panel is logarithmic when its
+    values span more than 100x. Returns ``Drawn`` (png, pdf; ``data["panels"]`` per stem: log,
+    values, sd).
+    """
+    what = "cost"
+    required = ["method", "family", "n_seeds"] + [f"{s}_{k}" for s, *_ in COST_PANELS for k in ("mean", "sd")]
+    _check_frame(table, required, what)
+    table = table.reset_index(drop=True)
+    ticks = _row_ticks(table)
+    y = np.arange(len(table))
+    panels: dict[str, dict[str, Any]] = {}
+    with style():
+        fig = Figure(figsize=(11.0, 0.42 * len(table) + 1.8))
+        axes = fig.subplots(1, len(COST_PANELS), sharey=True)
+        for ax, (stem, xlabel, unit, may_log) in zip(axes, COST_PANELS, strict=True):
+            mean = table[f"{stem}_mean"].to_numpy(dtype=float)
+            sd = table[f"{stem}_sd"].to_numpy(dtype=float)
+            log_x = may_log and _log_span(mean, 100.0)
+            if log_x:
+                ax.set_xscale("log")
+            for i, r in enumerate(table.itertuples(index=False)):
+                color = method_color(str(r.method))
+                is_zo = str(r.family).lower() == "zo"
+                if np.isfinite(mean[i]) and not (log_x and mean[i] <= 0):
+                    ax.barh(
+                        i,
+                        mean[i],
+                        height=0.7,
+                        color=color,
+                        alpha=0.85,
+                        hatch="//" if is_zo else None,
+                        edgecolor="white" if is_zo else color,
+                    )
+                if np.isfinite(mean[i]) and np.isfinite(sd[i]) and int(r.n_seeds) > 1:
+                    ax.errorbar(mean[i], i, xerr=sd[i], fmt="none", ecolor="0.15", capsize=3, elinewidth=1.1)
+                text = "n/a" if not np.isfinite(mean[i]) else f"{mean[i]:.3g} {unit}"
+                x_text = mean[i] + (sd[i] if np.isfinite(sd[i]) else 0.0) if np.isfinite(mean[i]) else 0.0
+                if log_x and not x_text > 0:
+                    # No bar for n/a or 0 on a log axis: the text stands at the panel's left edge.
+                    x_text = float(np.nanmin(mean[mean > 0])) / 3.0
+                ax.annotate(
+                    text, (x_text, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
+                )
+            reach = float(np.nanmax(np.r_[mean + np.nan_to_num(sd), 0.0]))
+            if log_x:
+                # Start well left of the smallest bar so it stays visible; room on the right for its label.
+                ax.set_xlim(float(np.nanmin(mean[mean > 0])) / 3.0, reach * 6.0)
+            else:
+                ax.set_xlim(0, reach * 1.3 or 1.0)
+            ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
+            ax.grid(axis="y", visible=False)
+            panels[stem] = {"log": log_x, "values": mean.tolist(), "sd": sd.tolist()}
+        axes[0].set_yticks(y, ticks)
+        axes[0].invert_yaxis()  # the table's first row on top
+        fig.suptitle(title or "cost per method", y=1.0)
+        seeds = ", ".join(f"{t} {int(n)}" for t, n in zip(ticks, table["n_seeds"], strict=True))
+        notes = [
+            "Bars: mean over seeds; error bars ±1 sd (ddof=1; none with one seed). Seeds per method: "
+            f"{seeds}. A seconds panel is logarithmic when its values span more than 100×.",
+            "Timings come from runs that may have shared the machine (2 runs in parallel on 2 cores), so "
+            "ratios between methods are indicative, not exact; peak memory is each run's own process peak "
+            "resident set.",
+        ]
+        setting = _table_setting_text(table)
+        if setting is not None:
+            notes.insert(
+                0, setting + (f" · {_clients_text(table)}." if "num_clients" in table.columns else ".")
+            )
+        _caption(fig, notes)
+        paths = save(fig, out_png)
+    return Drawn(paths, {"panels": panels, "ticks": ticks}, fig)
+
+
+COMM_REQUIRED: tuple[str, ...] = (
+    "method",
+    "family",
+    "bits_up_per_client_round",
+    "bits_down_per_client_round",
+    "formula_up",
+    "formula_down",
+    "matches_formula",
+)
+TARGET_REQUIRED: tuple[str, ...] = (
+    "method",
+    "family",
+    "n_runs",
+    "n_reached",
+    "bits_up_to_target_mean",
+    "bits_up_to_target_sd",
+    "target",
+)
+FORMULA_TICK: dict[str, Any] = {"color": "black", "lw": 2.2, "zorder": 4}
+NOT_REACHED_MARKER: dict[str, Any] = {"marker": "x", "markersize": 8, "markeredgewidth": 2.0, "color": "0.35"}
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _log_limits(values: np.ndarray) -> tuple[float, float]:
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not len(positive):
+        return 0.1, 10.0
+    # A decade of room below for the "0"/"not reached" marks, above for the value labels.
+    return float(positive.min()) / 10.0, float(positive.max()) * 30.0
+
+
+def communication(
+    comm: pd.DataFrame,
+    out_png: str | Path,
+    to_target: pd.DataFrame | None = None,
+    *,
+    title: str | None = None,
+) -> Drawn:
+    """Bits per client and round per method, against the methods' formulas; optionally bits to a target.
+
+    ``comm`` is ``zofo.tables.communication_table``'s frame. Left: uplink (solid) and downlink
+    (hatched) bars on a log axis, a black tick at each formula value, a note where counted bits differ
+    from the formula. ``to_target`` (columns ``TARGET_REQUIRED``) adds a right panel: total uplink
+    bits, all clients, until the target metric (mean ±1 sd over runs that reached it), with methods
+    that never reached it marked "not reached". Returns ``Drawn`` (png, pdf; ``data["bits"]``,
+    ``data["mismatch"]``, ``data["to_target"]``).
+    """
+    what = "communication"
+    _check_frame(comm, COMM_REQUIRED, what, " (use zofo.tables.communication_table)")
+    if to_target is not None:
+        _check_frame(to_target, TARGET_REQUIRED, f"{what} (to_target)")
+    comm = comm.reset_index(drop=True)
+    ticks = _row_ticks(comm)
+    bits = pd.DataFrame(
+        {
+            "tick": ticks,
+            "method": comm["method"].astype(str),
+            "up": comm["bits_up_per_client_round"].map(_float_or_nan),
+            "down": comm["bits_down_per_client_round"].map(_float_or_nan),
+            "formula_up": comm["formula_up"].map(_float_or_nan),
+            "formula_down": comm["formula_down"].map(_float_or_nan),
+            "mismatch": comm["matches_formula"].map(_is_false),
+        }
+    )
+    mismatch = [t for t, bad in zip(ticks, bits["mismatch"], strict=True) if bad]
+    width = 0.38
+    target_data: pd.DataFrame | None = None
+    with style():
+        n_panels = 1 if to_target is None else 2
+        fig = Figure(figsize=(max(5.5, 1.0 * len(comm) + 2.0) + (0 if to_target is None else 5.0), 4.6))
+        axes = fig.subplots(1, n_panels, squeeze=False).ravel()
+        ax = axes[0]
+        ax.set_yscale("log")
+        lo, hi = _log_limits(np.r_[bits["up"], bits["down"], bits["formula_up"], bits["formula_down"]])
+        for i, r in bits.iterrows():
+            color = method_color(r["method"])
+            for dx, value, formula, hatched in (
+                (-width / 2, r["up"], r["formula_up"], False),
+                (width / 2, r["down"], r["formula_down"], True),
+            ):
+                x = int(i) + dx
+                if np.isfinite(value) and value > 0:
+                    ax.bar(
+                        x,
+                        value,
+                        width=width,
+                        color="white" if hatched else color,
+                        edgecolor=color,
+                        hatch="xxx" if hatched else None,
+                        alpha=0.9,
+                    )
+                    ax.text(
+                        x,
+                        value * 1.3,
+                        format_bits(value),
+                        ha="center",
+                        va="bottom",
+                        rotation=90,
+                        fontsize=6.5,
+                    )
+                else:
+                    # Zero (or no) bits have no bar on a log axis; say it where the bar would stand.
+                    ax.text(x, lo * 1.5, "0" if value == 0 else "n/a", ha="center", va="bottom", fontsize=7)
+                if np.isfinite(formula) and formula > 0:
+                    ax.hlines(formula, x - width / 2, x + width / 2, **FORMULA_TICK)
+            if r["mismatch"]:
+                top = np.nanmax([r["up"], r["down"], r["formula_up"], r["formula_down"]])
+                ax.text(int(i), top * 8, "≠ formula", ha="center", va="bottom", color="#B00020", fontsize=7.5)
+        ax.set_ylim(lo, hi)
+        ax.set_xticks(
+            range(len(bits)),
+            ticks,
+            rotation=0 if len(bits) <= 5 else 30,
+            ha="center" if len(bits) <= 5 else "right",
+        )
+        ax.grid(axis="x", visible=False)
+        ax.set_ylabel("bits per client and round (log scale)")
+        ax.set_title("per client and round", fontsize=9.5)
+        ax.legend(
+            handles=[
+                Patch(facecolor="0.45", edgecolor="0.45", label="uplink"),
+                Patch(facecolor="white", edgecolor="0.45", hatch="xxx", label="downlink"),
+                Line2D([], [], label="formula (each method's definition)", **FORMULA_TICK),
+            ],
+            loc="upper right",
+        )
+        notes = []
+        setting = _table_setting_text(comm)
+        if setting is not None:
+            cohort = (
+                f" · {', '.join(sorted(set(comm['cohort_size'].astype(str))))} clients per round"
+                if "cohort_size" in comm.columns
+                else ""
+            )
+            notes.append(setting + cohort + ".")
+        runs = (
+            f" over {'/'.join(sorted(set(comm['n_runs'].astype(str))))} runs"
+            if "n_runs" in comm.columns
+            else ""
+        )
+        notes.append(
+            f"Left: bits counted on the wire per client and round (mean{runs}, every status); uplink solid, "
+            "downlink hatched (one broadcast as one client receives it); black tick: the method's formula, "
+            "from parameter counts and sizes, never from payloads. Log scale: 0 bits is written, not drawn."
+        )
+        if mismatch:
+            notes.append("Counted bits differ from the formula for: " + ", ".join(mismatch) + ".")
+        if to_target is not None:
+            target_data = _draw_to_target(axes[1], to_target.reset_index(drop=True))
+            targets = sorted({f"{_float_or_nan(t):g}" for t in to_target["target"]})
+            notes.append(
+                f"Right: total uplink bits, all clients, until a run first reached the target metric value "
+                f"{' / '.join(targets)}; mean over the runs that reached it, ±1 sd (ddof=1; none with one "
+                "run); k/n above a bar: runs that reached it / runs. × not reached: no run of the method "
+                "reached it."
+            )
+        fig.suptitle(title or "communication per method", y=1.0)
+        _caption(fig, notes)
+        paths = save(fig, out_png)
+    return Drawn(paths, {"bits": bits, "mismatch": mismatch, "to_target": target_data}, fig)
+
+
+def _draw_to_target(ax: Any, tt: pd.DataFrame) -> pd.DataFrame:
+    """The to-target panel; returns what it drew per row (mean, sd, reached)."""
+    ticks = _row_ticks(tt)
+    mean = tt["bits_up_to_target_mean"].map(_float_or_nan).to_numpy(dtype=float)
+    sd = tt["bits_up_to_target_sd"].map(_float_or_nan).to_numpy(dtype=float)
+    n_reached = tt["n_reached"].fillna(0).astype(int).to_numpy()
+    reached = (n_reached > 0) & np.isfinite(mean) & (mean > 0)
+    ax.set_yscale("log")
+    lo, hi = _log_limits(np.where(reached, mean + np.nan_to_num(sd), np.nan))
+    for i, r in enumerate(tt.itertuples(index=False)):
+        color = method_color(str(r.method))
+        if reached[i]:
+            is_zo = str(r.family).lower() == "zo"
+            ax.bar(
+                i,
+                mean[i],
+                width=0.6,
+                color=color,
+                alpha=0.85,
+                hatch="//" if is_zo else None,
+                edgecolor="white" if is_zo else color,
+            )
+            if n_reached[i] > 1 and np.isfinite(sd[i]):
+                ax.errorbar(i, mean[i], yerr=sd[i], fmt="none", ecolor="0.15", capsize=4, elinewidth=1.2)
+            top = mean[i] + (sd[i] if np.isfinite(sd[i]) else 0.0)
+            ax.text(i, top * 1.3, f"{n_reached[i]}/{int(r.n_runs)}", ha="center", va="bottom", fontsize=7.5)
+        else:
+            ax.plot([i], [lo * 2.0], linestyle="none", **NOT_REACHED_MARKER)
+            ax.text(
+                i,
+                lo * 3.5,
+                f"not reached\n({n_reached[i]}/{int(r.n_runs)})",
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+            )
+    ax.set_ylim(lo, hi)
+    ax.set_xticks(
+        range(len(tt)), ticks, rotation=0 if len(tt) <= 5 else 30, ha="center" if len(tt) <= 5 else "right"
+    )
+    ax.grid(axis="x", visible=False)
+    ax.set_ylabel("uplink bits to target, all clients (log scale)")
+    ax.set_title("to reach the target", fontsize=9.5)
+    return pd.DataFrame({"tick": ticks, "mean": mean, "sd": sd, "n_reached": n_reached, "reached": reached})
