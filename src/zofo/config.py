@@ -118,6 +118,14 @@ class ModelConfig:
     # "encoder" gets a classification head initialised from the embeddings of the label names).
     kind: Literal["auto", "causal-lm", "encoder"] = "auto"
     revision: str | None = None
+    # Keep only the first `layers` transformer blocks of the pretrained model (embeddings, final norm
+    # and head kept): a smaller member of the same family from the same pretrained weights, with no
+    # retraining. null keeps them all.
+    layers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.layers is not None and (isinstance(self.layers, bool) or self.layers < 1):
+            raise ConfigError("model.layers", self.layers, "an integer >= 1, or null for every layer")
 
 
 @dataclass(frozen=True)
@@ -327,12 +335,17 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of the resolved config: runs with equal hashes are the same experiment.
 
-        Sections added after results existed (the robustness settings) leave the hash alone while at
-        their defaults, which reproduce the earlier behaviour exactly: an honest run keeps its identity."""
+        Settings added after results existed (the robustness sections, model.layers) leave the hash
+        alone while at their defaults, which reproduce the earlier behaviour exactly: an honest run of
+        the full model keeps its identity."""
         data = self.to_dict()
-        for key, default in _HASH_WHEN_SET.items():
-            if data[key] == default:
-                del data[key]
+        for dotted, default in _HASH_WHEN_SET.items():
+            *head, leaf = dotted.split(".")
+            node = data
+            for part in head:
+                node = node[part]
+            if node[leaf] == default:
+                del node[leaf]
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -340,6 +353,7 @@ class RunConfig:
 _HASH_WHEN_SET = {
     "byzantine": dataclasses.asdict(ByzantineConfig()),
     "aggregator": dataclasses.asdict(AggregatorConfig()),
+    "model.layers": None,
 }
 
 

@@ -129,8 +129,47 @@ def check_model_name(name: str) -> None:
         )
 
 
+# Where transformers keeps the list of blocks: (path to the owning module, attribute), tried in order.
+BLOCK_LISTS: tuple[tuple[str, str], ...] = (
+    ("model", "layers"),  # Llama-style causal LMs (SmolLM2)
+    ("encoder", "layer"),  # BERT-style encoders loaded with AutoModel (MiniLM)
+    ("bert.encoder", "layer"),
+)
+
+
+def truncate_layers(loaded: LoadedModel, layers: int, key: str = "model.layers") -> LoadedModel:
+    """Keep the first ``layers`` transformer blocks; the embeddings, final norm and head stay, so a
+    causal LM still scores label words through its own head. The config is updated so that saving and
+    counting agree with the weights."""
+    model = loaded.model
+    for path, attr in BLOCK_LISTS:
+        owner = model
+        for part in path.split("."):
+            owner = getattr(owner, part, None)
+        blocks = getattr(owner, attr, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            break
+    else:
+        raise ConfigError(key, layers, f"a model with a list of blocks; {type(model).__name__} has none")
+    if not 1 <= layers <= len(blocks):
+        raise ConfigError(key, layers, f"between 1 and {len(blocks)} (the blocks of {loaded.source})")
+    setattr(owner, attr, torch.nn.ModuleList(list(blocks)[:layers]))
+    cfg = model.config
+    cfg.num_hidden_layers = layers
+    if isinstance(getattr(cfg, "layer_types", None), list):
+        cfg.layer_types = cfg.layer_types[:layers]
+    loaded.source = f"{loaded.source} (first {layers} of {len(blocks)} blocks)"
+    return loaded
+
+
 def load_model(cfg: ModelConfig, assets_dir: str | Path = "resources", seed: int = 0) -> LoadedModel:
-    """Load a model by packaged asset name, local folder or hub id (see the module docstring)."""
+    """Load a model by packaged asset name, local folder or hub id (see the module docstring), keeping
+    only its first ``cfg.layers`` blocks when that is set."""
+    loaded = _load(cfg, assets_dir, seed)
+    return loaded if cfg.layers is None else truncate_layers(loaded, cfg.layers)
+
+
+def _load(cfg: ModelConfig, assets_dir: str | Path, seed: int) -> LoadedModel:
     name = cfg.name
     if name in PACKAGED:
         spec = PACKAGED[name]

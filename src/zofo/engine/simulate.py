@@ -110,7 +110,9 @@ def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[s
     return {
         "method": method,
         "family": family,
-        "model": cfg.model.name,
+        # A model cut to its first blocks is another model: tables and figures must not pool it with
+        # the full one.
+        "model": cfg.model.name if cfg.model.layers is None else f"{cfg.model.name}:{cfg.model.layers}L",
         "task": cfg.task.name,
         "partition": cfg.partition.name,
         "alpha": cfg.partition.alpha if cfg.partition.name == "dirichlet" else math.inf,
