@@ -15,6 +15,10 @@ if "run_defaults" not in config:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+# `snakemake --report report.html`: every figure and table, with the captions in workflow/report/.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/runs.smk"

@@ -31,6 +31,7 @@ def test_diverging_run_writes_a_complete_folder_with_the_round(tmp_path: Path) -
 def test_workflow_goes_on_past_a_diverged_run(tmp_path: Path) -> None:
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     smoke.pop("studies", None)  # the main study alone: this test is about one diverging run in it
+    smoke.pop("rule_methods", None)
     smoke.update(
         label="divergence",
         seeds=[0],

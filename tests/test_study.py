@@ -118,3 +118,38 @@ def test_the_default_byzantine_study_covers_every_method_with_and_without_a_robu
             assert rules == {"majority"}  # its vote is its rule; there is no other to compare
         else:
             assert "mean" in rules and rules - {"mean"}, (name, rules)
+
+
+def test_iid_among_the_alphas_is_an_iid_partition_in_its_own_folder() -> None:
+    config = base_config(
+        heterogeneity={
+            "methods": {"fedavg": {"method": {"params": {"lr": 1e-3}}}},
+            "grid": {"partition.alpha": [0.5, "iid"]},
+            "figure": "heterogeneity",
+        }
+    )
+    runs, members = study.expand(config)
+    # alpha 0.5 is the main study's run (same config): shared; iid is a new folder and partition
+    assert members["heterogeneity"] == ["fedavg/alpha0.5/seed0", "fedavg/alpha-iid/seed0"]
+    iid = RunConfig.from_dict(runs["fedavg/alpha-iid/seed0"])
+    assert iid.partition.name == "iid"
+    assert RunConfig.from_dict(runs["fedavg/alpha0.5/seed0"]).partition.name == "dirichlet"
+
+
+def test_rule_methods_get_the_main_cells_and_join_its_members_only() -> None:
+    config = {
+        **base_config(),
+        "seeds": [0, 1],
+        "rule_methods": {"local-only": {"method": {"params": {"lr": 2}}}},
+    }
+    rule_runs = study.rule_runs(config)
+    assert sorted(rule_runs) == ["local-only/alpha0.5/seed0", "local-only/alpha0.5/seed1"]
+    cfg = rule_runs["local-only/alpha0.5/seed1"]
+    assert cfg["seed"] == 1 and cfg["method"] == {"name": "local-only", "params": {"lr": 2}}
+    assert cfg["partition"]["alpha"] == 0.5 and cfg["model"] == {"name": "tiny-llama"}
+    runs, members = study.expand(config)
+    assert not set(rule_runs) & set(runs), "the generic run rule must not claim a rule method's folders"
+    assert set(rule_runs) <= set(members["main"])
+    clash = {**config, "rule_methods": {"fedavg": {}}}
+    with pytest.raises(ValueError, match="rule_methods.fedavg"):
+        study.rule_runs(clash)

@@ -38,10 +38,62 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     assert local["status"] == "ok" and local["method"]["written_by"].startswith("workflow rule")
     assert len(local["per_client"]) == smoke["run_defaults"]["partition"]["num_clients"]
     assert comm.set_index("method").loc["local-only", "bits_up_per_round"] == 0
-    for name in ("convergence_round", "convergence_bits"):
+    for name in ("convergence_round", "convergence_bits", "communication", "cost"):
         for ext in ("png", "pdf"):
             out = figures / f"{name}.{ext}"
             assert out.stat().st_size > 5000, out
+    # The study figures of every kind, each from its own study's runs.
+    for study, name in [
+        ("heterogeneity", "heterogeneity"),
+        ("sensitivity-fedkseed-k", "sweep"),
+        ("oneshot", "oneshot_gap"),
+    ]:
+        for ext in ("png", "pdf"):
+            assert (figures / study / f"{name}.{ext}").stat().st_size > 5000, (study, name)
+    # The swept K is a column of its study's table, one row per value; the iid cell is alpha = inf.
+    sweep = pd.read_csv(results / "tables" / "sensitivity-fedkseed-k" / "final_metric.csv")
+    assert sorted(sweep["method.params.K"]) == [8, 16]
+    het = pd.read_csv(results / "tables" / "heterogeneity" / "final_metric.csv")
+    assert sorted(het["alpha"].astype(float)) == [0.5, 0.5, float("inf"), float("inf")]
+    sizes = pd.read_csv(results / "tables" / "oneshot" / "final_metric.csv")
+    assert set(sizes["model"]) == {"tiny-llama:1L", "tiny-llama:2L"} and sizes["size"].nunique() == 2
+    # The main table in LaTeX, the cost table, and the claims table: every claim with a verdict.
+    assert "\\toprule" in (results / "tables" / "final_metric.tex").read_text()
+    assert set(pd.read_csv(results / "tables" / "cost.csv")["method"]) == set(methods)
+    claims_table = pd.read_csv(results / "tables" / "claims.csv")
+    assert len(claims_table) >= 15 and set(claims_table["verdict"]) <= {
+        "holds",
+        "does not hold",
+        "inconclusive at this scale",
+    }
+    # FeedSign's one bit up and down is exact in any config, even the smoke one.
+    assert claims_table["verdict"].iloc[0] == "holds", claims_table.iloc[0].to_dict()
+
+    # The HTML report embeds every figure and table the workflow marks for it, with captions.
+    report = tmp_path / "report.html"
+    run_workflow(
+        tmp_path,
+        ROOT / "config" / "smoke.yaml",
+        "--config",
+        f"results_dir={results}",
+        f"figures_dir={figures}",
+        "--report",
+        str(report),
+    )
+    html = report.read_text()
+    for name in (
+        "final_metric.csv",
+        "claims.csv",
+        "cost.png",
+        "communication.png",
+        "robustness.png",
+        "heterogeneity.png",
+        "sweep.png",
+        "oneshot_gap.png",
+        "convergence_bits.png",
+    ):
+        assert name in html, name
+    assert "Each paper's headline claim" in html  # a caption from workflow/report/
     # The Byzantine study: its own table (one row per method, fraction and rule) and robustness figure,
     # and the NaN attacker's payloads rejected, never applied.
     byz = pd.read_csv(results / "tables" / "byzantine" / "final_metric.csv")
@@ -57,7 +109,7 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
         # 2 of 5 clients rejected, every round
         assert last["rejected_cum"] == smoke["run_defaults"]["federation"]["rounds"] * 2
     # a run folder in the results schema per (method, seed) of the main study
-    metas = sorted(results.glob("runs/*/alpha*/seed*/meta.json"))
+    metas = sorted(results.glob("runs/*/alpha[0-9]*/seed*/meta.json"))
     assert len(metas) == len(methods) * len(seeds)
     metas = [m for m in metas if m.parts[-4] != "local-only"]  # its config is checked above
     # --configfile replaces the default study instead of merging into it: each run's resolved config is

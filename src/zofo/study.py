@@ -95,8 +95,22 @@ AXIS_NAMES = {
     "byzantine.attack": "attack",
     "aggregator.name": "agg",
     "model.name": "model",
+    "model.layers": "layers",
     "partition.name": "partition",
 }
+
+
+IID = "iid"
+
+
+def resolve_iid(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """A heterogeneity grid may list ``iid`` among its Dirichlet alphas (``partition.alpha: [0.1, 1.0,
+    iid]``): that cell is an iid partition (folder ``alpha-iid``), the limit of alpha -> infinity."""
+    out = dict(cell)
+    if out.get("partition.alpha") == IID:
+        del out["partition.alpha"]
+        out["partition.name"] = IID
+    return out
 
 
 def run_dir(method: str, cell: Mapping[str, Any], seed: Any) -> str:
@@ -195,6 +209,7 @@ def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
                 values_cfg = (
                     {**cell, "partition.alpha": float(cell["partition.alpha"])} if name == MAIN else cell
                 )
+                values_cfg = resolve_iid(values_cfg)
                 for seed in spec["seeds"]:
                     cfg = cell_config(config, defaults, method, block, values_cfg, seed)
                     path = run_dir(method, cell, seed)

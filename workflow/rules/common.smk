@@ -46,12 +46,54 @@ def all_run_meta():
     return study_meta(study.MAIN) if study.MAIN in STUDY_RUNS else []
 
 
+# The figures each kind of study draws (figures/<study>/<name>.png|pdf, one job each).
+STUDY_FIGURES = {
+    "convergence": ["convergence_round", "convergence_bits"],
+    "robustness": ["robustness"],
+    "heterogeneity": ["heterogeneity"],
+    "sweep": ["sweep"],
+    "oneshot": ["oneshot_gap"],
+}
+# Row columns every run already has: a grid axis among these needs nothing attached.
+ROW_AXES = {
+    "model.name": "model",
+    "partition.alpha": "alpha",
+    "partition.name": "partition",
+    "byzantine.fraction": "byz_frac",
+    "byzantine.attack": "attack",
+    "aggregator.name": "aggregator",
+}
+
+
+def extra_axes(name):
+    """Columns to attach to a study's rows from each run's meta.json: every grid axis that is not a
+    row column (named by its dotted key, read from the run's config), and for a one-shot study the
+    model size (trainable parameters)."""
+    spec = STUDIES[name]
+    axes = set(spec["grid"]) | {a for o in spec["grid_overrides"].values() for a in o}
+    extra = {axis: f"config.{axis}" for axis in sorted(axes) if axis not in ROW_AXES}
+    if spec["figure"] == "oneshot":
+        extra["size"] = "model.trainable_parameters"
+    return extra
+
+
+def claim_studies():
+    """The study of each kind the claims table reads (the first declared), by evidence name."""
+    wanted = {"heterogeneity": "heterogeneity", "byzantine": "robustness", "oneshot": "oneshot"}
+    return {
+        evidence: next(n for n in EXTRA_STUDIES if STUDIES[n]["figure"] == kind)
+        for evidence, kind in wanted.items()
+        if any(STUDIES[n]["figure"] == kind for n in EXTRA_STUDIES)
+    }
+
+
+# The papers' reported numbers, placed beside the measured ones where the setting matches.
+REPORTED = sorted(str(p) for p in Path(workflow.basedir, "baselines").glob("*/reported.csv"))
+
+
 def study_outputs(name):
     """The tables and figures of one named study (the main study's are at the top level)."""
-    figures = {
-        "convergence": ["convergence_round", "convergence_bits"],
-        "robustness": ["robustness"],
-    }[STUDIES[name]["figure"]]
+    figures = STUDY_FIGURES[STUDIES[name]["figure"]]
     return [f"{RESULTS}/tables/{name}/{t}" for t in ("final_metric.csv", "final_metric.md", "communication.csv")] + [
         f"{FIGURES}/{name}/{f}.{ext}" for f in figures for ext in ("png", "pdf")
     ]
@@ -60,11 +102,23 @@ def study_outputs(name):
 def all_outputs():
     main = (
         [
-            f"{RESULTS}/tables/final_metric.csv",
-            f"{RESULTS}/tables/final_metric.md",
-            f"{RESULTS}/tables/communication.csv",
-            f"{FIGURES}/convergence_round.png",
-            f"{FIGURES}/convergence_bits.png",
+            f"{RESULTS}/tables/{t}"
+            for t in (
+                "final_metric.csv",
+                "final_metric.md",
+                "final_metric.tex",
+                "communication.csv",
+                "cost.csv",
+                "cost.md",
+                "bits_to_target.csv",
+                "claims.csv",
+                "claims.md",
+            )
+        ]
+        + [
+            f"{FIGURES}/{f}.{ext}"
+            for f in ("convergence_round", "convergence_bits", "communication", "cost")
+            for ext in ("png", "pdf")
         ]
         if study.MAIN in STUDY_RUNS
         else []

@@ -1,8 +1,9 @@
-"""Snakemake shim: run rows -> convergence against round and cumulative uplink bits, or (for a
-robustness study) the final metric against the Byzantine fraction."""
+"""Snakemake shim: run rows and tables -> one figure (or the pair a rule names), by the kind of study."""
 
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from zofo import plots, tables
 from zofo.results import load_runs
@@ -11,22 +12,49 @@ from zofo.results import load_runs
 # have closed the file, and would be lost; the file closes when the process exits.
 log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it)
 sys.stderr = log
+sm = snakemake  # noqa: F821
+kind = sm.params.kind
+out = sm.output
 
-rows, status = load_runs([Path(p).parent for p in snakemake.input.runs])  # noqa: F821
+if kind == "communication_and_cost":
+    plots.communication(pd.read_csv(sm.input.comm), out.communication, pd.read_csv(sm.input.to_target))
+    plots.cost(pd.read_csv(sm.input.cost), out.cost)
+    sys.exit(0)
+
+rows, status = load_runs([Path(p).parent for p in sm.input.runs])
+extra = dict(getattr(sm.params, "extra", None) or {})
+if extra:
+    rows = tables.attach_meta_columns(rows, extra)
+    status = tables.attach_meta_columns(status, extra)
+# Runs that did not finish ok are drawn with an end marker (convergence) or left out of the means and
+# named in the caption (the study figures); name them here too.
+for st in status[status["status"] != "ok"].itertuples():
+    print(f"marked {st.status}: {st.method} seed {st.seed} ({st.reason})", file=log)
+
+if kind in ("heterogeneity", "oneshot"):
+    # These figures span settings on purpose (alphas; models and alphas).
+    if kind == "heterogeneity":
+        plots.heterogeneity(rows, out.png)
+    else:
+        plots.oneshot_gap(rows, "size", out.png)
+    sys.exit(0)
+
 settings = list(tables.iter_settings(rows))
 if len(settings) != 1:
     raise ValueError(
-        f"a study's figures show one setting (model, task, partition, alpha); got {len(settings)}"
+        f"a {kind} figure shows one setting (model, task, partition, alpha); got {len(settings)}"
     )
 ((_, setting_rows),) = settings
-out = snakemake.output  # noqa: F821
-if hasattr(out, "robustness"):  # a robustness study: final metric against the Byzantine fraction
-    plots.robustness(setting_rows, out.robustness)
-else:
-    # Every method drawn, registered or written as a workflow rule (the workflow test reads this line).
-    print("series: " + ", ".join(sorted(setting_rows["method"].unique())), file=log)
+# Every method drawn, registered or written as a workflow rule (the workflow test reads this line).
+print("series: " + ", ".join(sorted(setting_rows["method"].unique())), file=log)
+if kind == "robustness":
+    plots.robustness(setting_rows, out.png)
+elif kind == "sweep":
+    (axis,) = [a for a in extra if setting_rows[a].nunique(dropna=False) > 1] or list(extra)[:1]
+    plots.sweep(setting_rows, axis, out.png)
+elif hasattr(out, "by_round"):  # the main study: both convergence figures in one job
     plots.convergence(setting_rows, "round", out.by_round, status=status)
     plots.convergence(setting_rows, "bits_up_cum", out.by_bits, status=status)
-# Runs that did not finish ok are drawn with an end marker and named in the caption; say so here too.
-for st in status[status["status"] != "ok"].itertuples():
-    print(f"marked {st.status}: {st.method} seed {st.seed} ({st.reason})", file=log)
+else:  # a study's convergence figure: by round or by uplink bits, as the file is named
+    x = "round" if Path(out.png).stem == "convergence_round" else "bits_up_cum"
+    plots.convergence(setting_rows, x, out.png, status=status)

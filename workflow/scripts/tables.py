@@ -1,22 +1,39 @@
-"""Snakemake shim: run folders -> the final-metric and communication tables."""
+"""Snakemake shim: run folders -> the tables of the main study or of a named study."""
 
 import sys
 from pathlib import Path
 
 from zofo import tables
-from zofo.results import load_runs
+from zofo.results import atomic_write_text, load_runs
 
 # Not a `with` block: an uncaught exception's traceback is printed to sys.stderr after the block would
 # have closed the file, and would be lost; the file closes when the process exits.
 log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it)
 sys.stderr = log
+sm = snakemake  # noqa: F821
 
-run_dirs = [Path(p).parent for p in snakemake.input]  # noqa: F821
-rows, status = load_runs(run_dirs)
-final = tables.final_metric_table(rows, status)
-tables.write_tables(final, snakemake.output.csv, snakemake.output.md)  # noqa: F821
+rows, status = load_runs([Path(p).parent for p in sm.input.runs])
+extra = dict(getattr(sm.params, "extra", None) or {})
+if extra:  # on status too: a run that failed before its first row still carries its grid value
+    rows = tables.attach_meta_columns(rows, extra)
+    status = tables.attach_meta_columns(status, extra)
+final = tables.final_metric_table(rows, status, extra_keys=tuple(extra))
+if "tex" in sm.output.keys():  # the main study: the papers' numbers beside ours where settings match
+    # The reported.csv files are inputs (a change re-runs this job); they sit in baselines/<paper>/.
+    folders = {Path(p).parent.parent for p in sm.input.reported}
+    reported = tables.load_reported(folders.pop()) if folders else tables.load_reported(Path("/nonexistent"))
+    final = tables.attach_reported(final, reported)
+tables.write_tables(final, sm.output.csv, sm.output.md, extra_keys=tuple(extra))
 comm = tables.communication_table(rows)
-comm.to_csv(snakemake.output.comm, index=False)  # noqa: F821
+atomic_write_text(sm.output.comm, comm.to_csv(index=False))
+if "tex" in sm.output.keys():
+    tables.write_latex(final, sm.output.tex)
+    cost = tables.cost_table(rows, status)
+    atomic_write_text(sm.output.cost, cost.to_csv(index=False))
+    atomic_write_text(sm.output.cost_md, tables.to_markdown(cost))
+    to_target, target = tables.bits_to_target(rows, status)
+    atomic_write_text(sm.output.to_target, to_target.to_csv(index=False))
+    print(f"target metric for bits_to_target: {target:.4f}", file=log)
 # Written first so a mismatch can be inspected; then the job fails: a wrong count is a wrong result.
 tables.check_communication(comm)
 print(tables.to_markdown(tables.format_final_table(final)), file=log)

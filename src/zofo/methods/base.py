@@ -147,7 +147,7 @@ class FederatedMethod(ABC):
         return None
 
     def formula_bits(self, d: int, n: int) -> tuple[int, int] | None:
-        """Bits per round the method's definition says it sends (METHODS.md section 6): (uplink of one
+        """Bits per round the method's definition says it sends (paper and code): (uplink of one
         client, downlink to each receiving client), for d trainable parameters and n clients in the
         round, after ``setup``. Computed from parameters and sizes, never from payloads: the engine
         records it and the communication table checks the counted bits against it. None = no formula."""

@@ -1,0 +1,25 @@
+"""Snakemake shim: the main and study tables -> the claims table (each paper's claim, our evidence,
+a verdict)."""
+
+import sys
+
+import pandas as pd
+
+from zofo import claims
+
+log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it)
+sys.stderr = log
+sm = snakemake  # noqa: F821
+
+studies = dict(sm.params.studies)  # evidence name -> study name
+tables_dir = {name: path for name, path in zip(studies, sm.input.studies, strict=True)}
+ev = claims.Evidence(
+    main=pd.read_csv(sm.input.main),
+    comm=pd.read_csv(sm.input.comm),
+    cost=pd.read_csv(sm.input.cost),
+    to_target=pd.read_csv(sm.input.to_target),
+    **{name: pd.read_csv(path) for name, path in tables_dir.items()},
+)
+table = claims.claims_table(ev)
+claims.write_claims(table, sm.output.csv, sm.output.md)
+print(table.to_string(), file=log)
