@@ -689,6 +689,21 @@ def _draw_points(
     return line
 
 
+def _draw_methods(ax: Any, stats: pd.DataFrame, several_labels: bool, iid_col: str | None = None) -> None:
+    """One ``_draw_points`` series per (method, label) of ``stats``, in the figures' family order;
+    ``iid_col`` names the alpha column whose infinite values are drawn as the iid point."""
+    for family, method, label in _series_order(stats):
+        pts = stats[(stats["method"] == method) & (stats["label"] == label)]
+        _draw_points(
+            ax,
+            pts,
+            color=method_color(method),
+            fstyle=family_style(family),
+            label=_series_name(method, label, several_labels),
+            is_iid=None if iid_col is None else np.isinf(pts[iid_col].to_numpy(dtype=float)),
+        )
+
+
 def _pretrained_line(ax: Any, level: float) -> None:
     if not math.isnan(level):
         ax.axhline(level, label=PRETRAINED_LABEL, **PRETRAINED_STYLE)
@@ -792,17 +807,7 @@ def heterogeneity(rows: pd.DataFrame, out_png: str | Path, *, title: str | None 
         fig = Figure(figsize=(max(6.4, 4.6 * len(models)), 4.4))
         axes = fig.subplots(1, len(models), sharey=True, squeeze=False).ravel()
         for ax, model in zip(axes, models, strict=True):
-            m_stats = stats[stats["model"] == model]
-            for family, method, label in _series_order(m_stats):
-                pts = m_stats[(m_stats["method"] == method) & (m_stats["label"] == label)]
-                _draw_points(
-                    ax,
-                    pts,
-                    color=method_color(method),
-                    fstyle=family_style(family),
-                    label=_series_name(method, label, several_labels),
-                    is_iid=np.isinf(pts["alpha"].to_numpy(dtype=float)),
-                )
+            _draw_methods(ax, stats[stats["model"] == model], several_labels, iid_col="alpha")
             _pretrained_line(ax, pretrained[model])
             axis.apply(ax)
             ax.set_xlabel("Dirichlet α (log scale; smaller = more heterogeneous)")
@@ -879,15 +884,7 @@ def sweep(
     with style():
         fig = Figure(figsize=(6.4, 4.4))
         ax = fig.add_subplot()
-        for family, method, lab in _series_order(stats):
-            pts = stats[(stats["method"] == method) & (stats["label"] == lab)]
-            _draw_points(
-                ax,
-                pts,
-                color=method_color(method),
-                fstyle=family_style(family),
-                label=_series_name(method, lab, several_labels),
-            )
+        _draw_methods(ax, stats, several_labels)
         _pretrained_line(ax, pretrained)
         if log_x:
             ax.set_xscale("log")

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,20 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(task, loaded, objective, train, eval_data, shards, scorer)
 
 
+def recording_loss(
+    objective: Objective, sink: list[float]
+) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+    """The objective's loss, appending every value it computes to ``sink`` (a round's train_loss is
+    the mean of what its clients computed)."""
+
+    def loss(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        value = objective.loss(batch)
+        sink.append(float(value.detach()))
+        return value
+
+    return loss
+
+
 def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[str, Any]:
     """The columns every row of a run repeats (ROUND_COLUMNS' identity part)."""
     return {
@@ -148,11 +162,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
 
     # The engine records every loss a method computes, to log the mean training loss of a round.
     seen_losses: list[float] = []
-
-    def loss(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        value = objective.loss(batch)
-        seen_losses.append(float(value.detach()))
-        return value
+    loss = recording_loss(objective, seen_losses)
 
     ctx = RunContext(
         model=model,

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from zofo.config import RunConfig
-from zofo.engine.simulate import client_batches, prepare, row_base
+from zofo.engine.simulate import client_batches, prepare, recording_loss, row_base
 from zofo.methods.base import ClientData, RunContext
 from zofo.methods.fedavg import FedAvg, unflatten
 from zofo.results import RunWriter, peak_rss_mb, provenance
@@ -45,17 +45,9 @@ torch.set_num_threads(cfg.threads)
 prep = prepare(cfg)
 model = prep.model
 losses: list[float] = []  # every training loss, for the round's mean train_loss
-
-
-def loss(batch):
-    value = prep.objective.loss(batch)
-    losses.append(float(value.detach()))
-    return value
-
-
 ctx = RunContext(
     model=model,
-    loss=loss,
+    loss=recording_loss(prep.objective, losses),
     zo=cfg.zo,
     seed=cfg.seed,
     num_clients=cfg.partition.num_clients,
