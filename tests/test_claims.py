@@ -514,3 +514,17 @@ def test_write_claims_csv_and_markdown(tmp_path: Path) -> None:
     assert text.splitlines()[0].replace(" ", "") == "|paper|claim|evidence|verdict|reason|"
     assert len(text.splitlines()) == 2 + len(KEYS)
     assert sorted(p.name for p in csv.parent.iterdir()) == ["claims.csv", "claims.md"]  # no temp files
+
+
+@pytest.mark.parametrize(("gain", "expected"), [(0.02, INCONCLUSIVE), (0.03, HOLDS)])
+def test_a_method_that_does_not_learn_proves_no_robustness(gain: float, expected: str) -> None:
+    # FeedSign's gain over the pretrained model at the least skewed split: 2 se = 2 * 0.02 / sqrt(2)
+    # = 0.0283. Below it FeedSign does not learn, and "heterogeneity costs it nothing" is vacuous.
+    het = hetero_frame()
+    het["gain_mean"] = 0.2
+    het["gain_sd"] = 0.02
+    het.loc[(het["method"] == "feedsign") & het["alpha"].map(math.isinf), "gain_mean"] = gain
+    got = row(with_(heterogeneity=het), "feedsign-heterogeneity")
+    assert got["verdict"] == expected
+    if expected == INCONCLUSIVE:
+        assert "does not learn" in got["reason"]

@@ -471,8 +471,10 @@ def test_communication_to_target_panel(tmp_path: Path) -> None:
     assert not any(t.get_text() == "≠ formula" for t in left.texts)
     assert right.get_yscale() == "log"
     assert sorted(p.get_height() for p in right.patches) == pytest.approx([30.0, 4e4])
-    not_reached = [t for t in right.texts if t.get_text().startswith("not reached")]
-    assert len(not_reached) == 1 and not_reached[0].get_position()[0] == 2  # zo-fedsgd, the third
+    marks = [ln for ln in right.lines if ln.get_marker() == plots.NOT_REACHED_MARKER["marker"]]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [2]  # zo-fedsgd, the third: never reached
+    (label,) = [t for t in right.texts if t.get_position()[0] == 2]
+    assert label.get_text() == "0/2"
     assert {t.get_text() for t in right.texts} >= {"2/2", "1/2"}
     assert list(drawn.data["to_target"]["reached"]) == [True, True, False]
     assert "target metric value 0.55" in caption(drawn)

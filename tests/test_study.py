@@ -153,3 +153,22 @@ def test_rule_methods_get_the_main_cells_and_join_its_members_only() -> None:
     clash = {**config, "rule_methods": {"fedavg": {}}}
     with pytest.raises(ValueError, match="rule_methods.fedavg"):
         study.rule_runs(clash)
+
+
+def test_a_null_grid_value_names_no_folder_part_so_the_default_run_is_shared() -> None:
+    # One-shot against model size: the full model (layers null) is the heterogeneity study's run.
+    block = {"method": {"params": {"lr": 1e-3}}}
+    config = base_config(
+        het={"methods": {"fedavg": block}, "grid": {"model.name": ["tiny-llama"], "partition.alpha": [0.5]}},
+        sizes={
+            "methods": {"fedavg": block},
+            "grid": {"model.name": ["tiny-llama"], "partition.alpha": [0.5], "model.layers": [1, None]},
+        },
+    )
+    runs, members = study.expand(config)
+    assert members["sizes"] == [
+        "fedavg/model-tiny-llama/alpha0.5/layers1/seed0",
+        "fedavg/model-tiny-llama/alpha0.5/seed0",
+    ]
+    assert members["het"] == ["fedavg/model-tiny-llama/alpha0.5/seed0"]
+    assert RunConfig.from_dict(runs["fedavg/model-tiny-llama/alpha0.5/seed0"]).model.layers is None

@@ -280,6 +280,20 @@ def _group(df: pd.DataFrame, method: str, study: str, **filters: object) -> _Gro
     return _Group(mean, sd, n)
 
 
+def _learns(df: pd.DataFrame, method: str, study: str, **filters: object) -> tuple[bool, str]:
+    """Whether ``method`` improves on the pretrained model in this cell beyond 2 standard errors of its
+    gain over seeds; a robustness claim about a method that does not learn is vacuous."""
+    row = _select(df, method, study, **filters)
+    if not {"gain_mean", "gain_sd"} <= set(row.index):
+        return True, ""  # no gain columns: nothing to say
+    n, gain, sd = int(row["n_seeds"]), float(row["gain_mean"]), float(row["gain_sd"])
+    if n < 2 or not math.isfinite(sd):
+        return True, ""  # the comparison's own rule reports the unknown se
+    se = sd / math.sqrt(n)
+    text = f"{NAMES.get(method, method)}'s gain over the pretrained model is {_g(gain)} (2 se {Z * se:.3g})"
+    return gain > Z * se, text
+
+
 def _reference_alpha(df: pd.DataFrame) -> float:
     """The main study's alpha for its claims: 0.5 (FeedSign's) if run, else the most skewed, else iid."""
     honest = _honest(df)
@@ -416,6 +430,14 @@ def _feedsign_byzantine(ev: Evidence) -> Finding:
         f"Byzantine fraction 0 -> {f:g}{attacks}: FeedSign (vote) {fs0} -> {fsf}, drop "
         f"{drop_fs.value:.3f}; ZO-FedSGD (mean) {zo0} -> {zof}, drop {drop_zo.value:.3f}."
     )
+    learns, gain_text = _learns(fs_rows, "feedsign", BYZ, byz_frac=0.0)
+    if not learns:
+        return Finding(
+            evidence,
+            INCONCLUSIVE,
+            f"{gain_text} without attackers: it does not learn at this "
+            "budget, so a small drop under attack says little about robustness",
+        )
     return Finding(evidence, *_direction(d, "ZO-FedSGD's drop - FeedSign's drop"))
 
 
@@ -435,6 +457,15 @@ def _feedsign_heterogeneity(ev: Evidence) -> Finding:
         f"From {_alpha_text(hi)} to {_alpha_text(lo)}: FeedSign {fs_hi} -> {fs_lo}, drop "
         f"{drop_fs.value:.3f}; FedAvg {fa_hi} -> {fa_lo}, drop {drop_fa.value:.3f}."
     )
+    learns, gain_text = _learns(het, "feedsign", HETERO, alpha=hi)
+    if not learns:
+        # A method that does not move from its start loses nothing to heterogeneity, trivially.
+        return Finding(
+            evidence,
+            INCONCLUSIVE,
+            f"{gain_text} at {_alpha_text(hi)}: it does not learn at this "
+            "budget, so there is nothing for heterogeneity to take",
+        )
     return Finding(evidence, *_at_most(drop_fs - drop_fa, 0.0, "FeedSign's drop - FedAvg's drop"))
 
 

@@ -114,9 +114,14 @@ def resolve_iid(cell: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_dir(method: str, cell: Mapping[str, Any], seed: Any) -> str:
-    """The folder of one run, relative to ``results/runs``: method / one part per grid axis / seed."""
+    """The folder of one run, relative to ``results/runs``: method / one part per grid axis whose value
+    is not null / seed."""
     parts = [method]
     for key, value in cell.items():
+        if value is None:
+            # null is a setting's default (model.layers: null = every block): the folder is the one
+            # a grid without this axis names, so e.g. the full model's run is shared with such a study.
+            continue
         name = AXIS_NAMES.get(key)
         if name is None:
             parts.append(f"{key}={value}")
@@ -167,6 +172,20 @@ def studies(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def same_run(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two run config mappings describe one experiment: equal as written, or equal once each is
+    resolved (a key spelled out at its default, like ``model.layers: null``, changes nothing)."""
+    if a == b:
+        return True
+    from zofo.config import RunConfig
+    from zofo.errors import ZofoError
+
+    try:
+        return RunConfig.from_dict(a).to_dict() == RunConfig.from_dict(b).to_dict()
+    except ZofoError:
+        return False  # the workflow names the bad key when it checks every run
+
+
 def rule_runs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Run folder -> config mapping of every run of a method written as a workflow rule (``rule_methods``):
     the main study's alpha x seed cells, configured as a registered method's would be (defaults <- the
@@ -213,7 +232,7 @@ def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
                 for seed in spec["seeds"]:
                     cfg = cell_config(config, defaults, method, block, values_cfg, seed)
                     path = run_dir(method, cell, seed)
-                    if path in runs and runs[path] != cfg:
+                    if path in runs and not same_run(runs[path], cfg):
                         raise ValueError(
                             f"run folder {path}: studies {owner[path]!r} and {name!r} declare different "
                             "configs for it; add the axis that tells them apart to one study's grid"
