@@ -117,6 +117,18 @@ def family_style(family: str | None) -> dict[str, Any]:
     return dict(FAMILY_STYLE.get(str(family).lower(), OTHER_FAMILY_STYLE))
 
 
+def bar_style(method: str, family: str | None) -> dict[str, Any]:
+    """A method's bar in every bar chart: its colour, ZO hatched so the family reads without colour."""
+    color = method_color(method)
+    is_zo = str(family).lower() == "zo"
+    return {
+        "color": color,
+        "alpha": 0.85,
+        "hatch": "//" if is_zo else None,
+        "edgecolor": "white" if is_zo else color,
+    }
+
+
 def save(fig: Figure, out_png: str | Path) -> tuple[Path, Path]:
     """Write ``out_png`` and the PDF of the same stem; returns both paths."""
     out_png = Path(out_png)
@@ -363,17 +375,12 @@ def final_metric_bar(table: pd.DataFrame, out_png: str | Path, title: str | None
         ticks = []
         top = np.nanmax(np.r_[table["final_mean"] + table["final_sd"].fillna(0), table["start_mean"], 0.0])
         for i, r in enumerate(table.itertuples(index=False)):
-            color = method_color(str(r.method))
-            is_zo = str(r.family).lower() == "zo"
             if r.n_seeds > 0 and not pd.isna(r.final_mean):
                 ax.bar(
                     i,
                     r.final_mean,
                     width=0.7,
-                    color=color,
-                    alpha=0.85,
-                    hatch="//" if is_zo else None,
-                    edgecolor="white" if is_zo else color,
+                    **bar_style(str(r.method), r.family),
                     yerr=None if pd.isna(r.final_sd) else r.final_sd,
                     capsize=4,
                     error_kw={"elinewidth": 1.2, "ecolor": "0.15"},
@@ -1129,18 +1136,8 @@ def cost(table: pd.DataFrame, out_png: str | Path, *, title: str | None = None) 
             if log_x:
                 ax.set_xscale("log")
             for i, r in enumerate(table.itertuples(index=False)):
-                color = method_color(str(r.method))
-                is_zo = str(r.family).lower() == "zo"
                 if np.isfinite(mean[i]) and not (log_x and mean[i] <= 0):
-                    ax.barh(
-                        i,
-                        mean[i],
-                        height=0.7,
-                        color=color,
-                        alpha=0.85,
-                        hatch="//" if is_zo else None,
-                        edgecolor="white" if is_zo else color,
-                    )
+                    ax.barh(i, mean[i], height=0.7, **bar_style(str(r.method), r.family))
                 if np.isfinite(mean[i]) and np.isfinite(sd[i]) and int(r.n_seeds) > 1:
                     ax.errorbar(mean[i], i, xerr=sd[i], fmt="none", ecolor="0.15", capsize=3, elinewidth=1.1)
                 text = "n/a" if not np.isfinite(mean[i]) else f"{mean[i]:.3g} {unit}"
@@ -1359,18 +1356,8 @@ def _draw_to_target(ax: Any, tt: pd.DataFrame) -> pd.DataFrame:
     ax.set_yscale("log")
     lo, hi = _log_limits(np.where(reached, mean + np.nan_to_num(sd), np.nan))
     for i, r in enumerate(tt.itertuples(index=False)):
-        color = method_color(str(r.method))
         if reached[i]:
-            is_zo = str(r.family).lower() == "zo"
-            ax.bar(
-                i,
-                mean[i],
-                width=0.6,
-                color=color,
-                alpha=0.85,
-                hatch="//" if is_zo else None,
-                edgecolor="white" if is_zo else color,
-            )
+            ax.bar(i, mean[i], width=0.6, **bar_style(str(r.method), r.family))
             if n_reached[i] > 1 and np.isfinite(sd[i]):
                 ax.errorbar(i, mean[i], yerr=sd[i], fmt="none", ecolor="0.15", capsize=4, elinewidth=1.2)
             top = mean[i] + (sd[i] if np.isfinite(sd[i]) else 0.0)
