@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from zofo import tables
 from zofo.results import atomic_write_text, load_runs
 
@@ -18,15 +20,19 @@ if extra:  # on status too: a run that failed before its first row still carries
     rows = tables.attach_meta_columns(rows, extra)
     status = tables.attach_meta_columns(status, extra)
 final = tables.final_metric_table(rows, status, extra_keys=tuple(extra))
-if "tex" in sm.output.keys():  # the main study: the papers' numbers beside ours where settings match
+main = "tex" in sm.output.keys()  # the main study also gets LaTeX, cost, bits to target
+if main:  # the papers' numbers beside ours where model, task and metric match
     # The reported.csv files are inputs (a change re-runs this job); they sit in baselines/<paper>/.
-    folders = {Path(p).parent.parent for p in sm.input.reported}
-    reported = tables.load_reported(folders.pop()) if folders else tables.load_reported(Path("/nonexistent"))
+    reported = (
+        tables.load_reported(Path(sm.input.reported[0]).parents[1])
+        if sm.input.reported
+        else pd.DataFrame(columns=list(tables.REPORTED_COLUMNS))
+    )
     final = tables.attach_reported(final, reported)
 tables.write_tables(final, sm.output.csv, sm.output.md, extra_keys=tuple(extra))
 comm = tables.communication_table(rows)
 atomic_write_text(sm.output.comm, comm.to_csv(index=False))
-if "tex" in sm.output.keys():
+if main:
     tables.write_latex(final, sm.output.tex)
     cost = tables.cost_table(rows, status)
     atomic_write_text(sm.output.cost, cost.to_csv(index=False))
