@@ -3,6 +3,7 @@ workflow configs that validate against the workflow schema and build a RunConfig
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -116,18 +117,26 @@ def test_deep_merge_merges_nested_and_replaces_leaves() -> None:
 
 def test_expand_runs_matches_the_default_study() -> None:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    grid = study.grid(config)
-    assert grid == [(m, a, s) for m in config["methods"] for a in config["alphas"] for s in config["seeds"]]
+    axes = study.main_grid(config)
+    cells = list(itertools.product(*axes.values()))
     runs = study.expand_runs(config)
-    for (m, a, s), run in zip(grid, runs, strict=True):
-        assert run["method"]["name"] == m
-        assert run["partition"]["alpha"] == float(a) and run["seed"] == s
+    assert len(runs) == len(config["methods"]) * len(cells) * len(config["seeds"])
+    expected = [(m, c, s) for m in config["methods"] for c in cells for s in config["seeds"]]
+    for (m, cell, s), run in zip(expected, runs, strict=True):
+        assert run["method"]["name"] == m and run["seed"] == s
+        for key, value in zip(axes, cell, strict=True):
+            section, leaf = key.split(".")
+            if key == "partition.alpha" and value == "iid":
+                assert run["partition"]["name"] == "iid"
+            elif key == "partition.alpha":
+                assert run["partition"]["alpha"] == float(value)
+            else:
+                assert run[section].get(leaf) == value, key  # null sets nothing
         assert run["threads"] == config["threads_per_run"] and run["label"] == config["label"]
-        assert run["method"]["params"] == config["methods"][m]["method"]["params"]
-        assert run["model"] == config["run_defaults"]["model"]
-    # snakemake passes wildcards as strings
-    m, a, s = grid[0]
-    assert study.run_config(config, m, str(a), str(s)) == runs[0]
+        assert run["method"]["params"] == {
+            **config["run_defaults"].get("method", {}).get("params", {}),
+            **config["methods"][m]["method"]["params"],
+        }
 
 
 def test_no_placeholder_lines_in_baseline_readmes() -> None:

@@ -528,3 +528,13 @@ def test_a_method_that_does_not_learn_proves_no_robustness(gain: float, expected
     assert got["verdict"] == expected
     if expected == INCONCLUSIVE:
         assert "does not learn" in got["reason"]
+
+
+def test_the_claims_read_the_largest_model_of_a_main_study_over_sizes() -> None:
+    from zofo.claims import largest_model
+
+    main = pd.DataFrame({"model": ["m:1L", "m", "m:3L", "m"], "parameters": [13.8e6, 22.7e6, 17.4e6, 22.7e6]})
+    assert largest_model(main) == "m"
+    assert largest_model(pd.DataFrame({"model": ["only"]})) == "only"
+    with pytest.raises(ValueError, match="parameters"):
+        largest_model(pd.DataFrame({"model": ["a", "b"]}))

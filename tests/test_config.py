@@ -212,3 +212,23 @@ def test_cli_list_prints_every_registered_name(capsys):
     lines = out.splitlines()
     for name in names:
         assert any(line.split() and line.split()[0] == name for line in lines), f"{name} missing from list"
+
+
+def test_an_attack_without_attackers_is_no_attack():
+    # Fraction 0 runs no Byzantine client, so the attack it names changes nothing: the config says so,
+    # and the run is the honest run (same resolved config, same hash) that other studies declare.
+    honest = RunConfig.from_dict({"method": {"name": "fedavg"}})
+    named = RunConfig.from_dict(
+        {"method": {"name": "fedavg"}, "byzantine": {"fraction": 0.0, "attack": "gaussian", "strength": 100}}
+    )
+    assert named.byzantine.attack == "none" and named.byzantine.strength == 1.0
+    assert named.to_dict() == honest.to_dict() and named.hash() == honest.hash()
+    attacked = RunConfig.from_dict(
+        {"method": {"name": "fedavg"}, "byzantine": {"fraction": 0.2, "attack": "gaussian", "strength": 100}}
+    )
+    assert attacked.byzantine.attack == "gaussian" and attacked.byzantine.strength == 100
+    # A misspelt attack is still named, though no client would run it.
+    with pytest.raises(ConfigError, match="byzantine.attack.*gausian.*gaussian"):
+        RunConfig.from_dict(
+            {"method": {"name": "fedavg"}, "byzantine": {"fraction": 0.0, "attack": "gausian"}}
+        )

@@ -34,6 +34,8 @@ def test_lora_uplink_is_the_adapter_and_the_base_never_changes(tmp_path: Path) -
     adapted = [m for n, m in base.named_modules() if n.rsplit(".", 1)[-1] in ("q_proj", "v_proj")]
     adapter = sum(4 * (m.in_features + m.out_features) for m in adapted)
     assert meta["model"]["trainable_parameters"] == adapter
+    # The model's size is the pretrained model's, whatever the method trains or adds.
+    assert meta["model"]["parameters"] == sum(p.numel() for p in base.parameters())
     clients = cfg.partition.num_clients
     for r in read_rows(out)[1:]:
         assert r["bits_up"] == clients * (32 * adapter + 32)

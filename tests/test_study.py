@@ -110,12 +110,15 @@ def test_the_default_byzantine_study_covers_every_method_with_and_without_a_robu
     assert {r["method"]["name"] for r in byz} == set(METHODS.names())
     for name in METHODS.names():
         mine = [r for r in byz if r["method"]["name"] == name]
-        fractions = sorted({r["byzantine"]["fraction"] for r in mine})
+        built = [RunConfig.from_dict(r) for r in mine]
+        fractions = sorted({c.byzantine.fraction for c in built})
         assert len(fractions) >= 4 and fractions[0] == 0, (name, fractions)
-        assert all(r["byzantine"]["attack"] in ATTACKS for r in mine), name
-        rules = {r["aggregator"]["name"] for r in mine}
+        # every attacked run runs an attack; fraction 0 has no attacker, hence no attack
+        assert all(c.byzantine.attack in ATTACKS for c in built if c.byzantine.fraction > 0), name
+        assert all(c.byzantine.attack == "none" for c in built if c.byzantine.fraction == 0), name
+        rules = {c.aggregator.name for c in built}
         if name == "feedsign":
-            assert rules == {"majority"}  # its vote is its rule; there is no other to compare
+            assert len(rules) == 1 and rules <= {"mean", "majority"}  # its vote is its rule; no other applies
         else:
             assert "mean" in rules and rules - {"mean"}, (name, rules)
 
@@ -172,3 +175,59 @@ def test_a_null_grid_value_names_no_folder_part_so_the_default_run_is_shared() -
     ]
     assert members["het"] == ["fedavg/model-tiny-llama/alpha0.5/seed0"]
     assert RunConfig.from_dict(runs["fedavg/model-tiny-llama/alpha0.5/seed0"]).model.layers is None
+
+
+def test_the_main_grid_adds_axes_and_names_them_in_the_folders() -> None:
+    # A main study over model sizes: the alphas come from the grid, and a null value (the whole model)
+    # names no folder part, so that run is the one a study without the axis declares.
+    config = base_config(
+        heterogeneity={
+            "methods": {"fedavg": {"method": {"params": {"lr": 1e-3}}}},
+            "grid": {"model.name": ["tiny-llama"], "partition.alpha": [0.5, "iid"]},
+        }
+    )
+    del config["alphas"]
+    config["grid"] = {"model.name": ["tiny-llama"], "partition.alpha": [0.5], "model.layers": [1, None]}
+    runs, members = study.expand(config)
+    assert members["main"] == [
+        "fedavg/model-tiny-llama/alpha0.5/layers1/seed0",
+        "fedavg/model-tiny-llama/alpha0.5/seed0",
+    ]
+    assert members["heterogeneity"][0] == "fedavg/model-tiny-llama/alpha0.5/seed0"  # shared, one job
+    assert len(runs) == 3
+    assert runs["fedavg/model-tiny-llama/alpha0.5/layers1/seed0"]["model"]["layers"] == 1
+    assert runs["fedavg/model-tiny-llama/alpha0.5/layers1/seed0"]["partition"]["alpha"] == 0.5
+    assert study.expand_runs(config) == [runs[p] for p in members["main"]]
+    # A method written as a workflow rule gets the same cells.
+    config["rule_methods"] = {"local-only": {}}
+    assert list(study.rule_runs(config)) == [
+        "local-only/model-tiny-llama/alpha0.5/layers1/seed0",
+        "local-only/model-tiny-llama/alpha0.5/seed0",
+    ]
+
+
+def test_the_main_alphas_come_from_exactly_one_place() -> None:
+    both = base_config()
+    both["grid"] = {"partition.alpha": [0.1]}
+    with pytest.raises(ValueError, match="both give"):
+        study.main_grid(both)
+    neither = base_config()
+    del neither["alphas"]
+    with pytest.raises(ValueError, match="needs its Dirichlet alphas"):
+        study.main_grid(neither)
+    assert study.main_grid(base_config()) == {"partition.alpha": [0.5]}
+
+
+def test_a_null_grid_value_sets_nothing_and_shares_the_run() -> None:
+    # K: null is the method's own K: the sweep's run is the main study's run, one folder and one job.
+    config = base_config(
+        sweep={
+            "methods": {"fedavg": {"method": {"params": {"lr": 1e-3}}}},
+            "grid": {"partition.alpha": [0.5], "method.params.lr": [1e-2, None]},
+        }
+    )
+    runs, members = study.expand(config)
+    assert members["sweep"] == ["fedavg/alpha0.5/method.params.lr=0.01/seed0", "fedavg/alpha0.5/seed0"]
+    assert members["main"] == ["fedavg/alpha0.5/seed0"] and len(runs) == 2
+    assert runs["fedavg/alpha0.5/seed0"]["method"]["params"]["lr"] == 1e-3
+    assert runs["fedavg/alpha0.5/method.params.lr=0.01/seed0"]["method"]["params"]["lr"] == 1e-2

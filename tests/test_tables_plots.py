@@ -241,12 +241,20 @@ def test_convergence_writes_png_and_pdf(study: list[Path], tmp_path: Path, x: st
     _nonempty(pdf, b"%PDF")
 
 
-def test_convergence_refuses_two_settings(study: list[Path], tmp_path: Path) -> None:
+def test_convergence_draws_a_panel_per_model_and_refuses_two_partitions(
+    study: list[Path], tmp_path: Path
+) -> None:
     rows, _ = load_runs(study)
-    other = rows.assign(model="other")
+    sizes = pd.concat([rows, rows.assign(model="other", run_dir=rows["run_dir"] + "-other")])
+    drawn = plots.convergence(sizes, "round", tmp_path / "x.png", facet_order=["tiny", "other"])
+    assert drawn.data["panels"] == ["tiny", "other"]
+    assert [ax.get_title() for ax in drawn.figure.axes] == ["tiny", "other"]
+    with pytest.raises(ValueError, match="lacks the models"):
+        plots.convergence(sizes, "round", tmp_path / "x.png", facet_order=["tiny"])
+    other = rows.assign(partition="other")
     with pytest.raises(ValueError, match="settings"):
         plots.convergence(pd.concat([rows, other]), "round", tmp_path / "x.png")
-    assert [s["model"] for s, _ in tables.iter_settings(pd.concat([rows, other]))] == ["other", "tiny"]
+    assert [s["model"] for s, _ in tables.iter_settings(sizes)] == ["other", "tiny"]
 
 
 def test_final_metric_bar_writes_png_and_pdf(study: list[Path], tmp_path: Path) -> None:

@@ -26,18 +26,23 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     assert list(smoke["rule_methods"]) == ["local-only"]
     methods = sorted([*smoke["methods"], *smoke["rule_methods"]])
     table = pd.read_csv(results / "tables" / "final_metric.csv")
-    # every method of the smoke config, each with every seed finished ok
-    assert sorted(table["method"]) == methods
+    # every method of the smoke config at both model sizes, each with every seed finished ok
+    assert sorted(table["method"]) == sorted(methods * 2)
+    assert set(table["model"]) == {"tiny-llama", "tiny-llama:1L"}
+    assert table.groupby("model")["parameters"].nunique().eq(1).all() and table["parameters"].nunique() == 2
     assert (table["n_seeds"] == len(seeds)).all()
     assert (results / "tables" / "final_metric.md").read_text().count("|") > 10
     comm = pd.read_csv(results / "tables" / "communication.csv")
-    assert sorted(comm["method"]) == methods
+    assert sorted(comm["method"]) == sorted(methods * 2)
     series = (results / "logs" / "figures.log").read_text()
     assert f"series: {', '.join(methods)}" in series, series
-    local = json.loads(next(results.glob("runs/local-only/alpha*/seed0/meta.json")).read_text())
+    local = json.loads((results / "runs/local-only/alpha0.5/seed0/meta.json").read_text())
     assert local["status"] == "ok" and local["method"]["written_by"].startswith("workflow rule")
     assert len(local["per_client"]) == smoke["run_defaults"]["partition"]["num_clients"]
-    assert comm.set_index("method").loc["local-only", "bits_up_per_round"] == 0
+    assert (comm.set_index("method").loc["local-only", "bits_up_per_round"] == 0).all()
+    # bits to a target: one target per model size
+    to_target = pd.read_csv(results / "tables" / "bits_to_target.csv")
+    assert to_target.groupby("model")["target"].nunique().eq(1).all() and to_target["model"].nunique() == 2
     for name in ("convergence_round", "convergence_bits", "communication", "cost"):
         for ext in ("png", "pdf"):
             out = figures / f"{name}.{ext}"
@@ -52,14 +57,15 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
             assert (figures / study / f"{name}.{ext}").stat().st_size > 5000, (study, name)
     # The swept K is a column of its study's table, one row per value; the iid cell is alpha = inf.
     sweep = pd.read_csv(results / "tables" / "sensitivity-fedkseed-k" / "final_metric.csv")
-    assert sorted(sweep["method.params.K"]) == [8, 16]
+    assert sorted(sweep["method.params.K"]) == [8, 16]  # null: the method's own K, the main study's run
     het = pd.read_csv(results / "tables" / "heterogeneity" / "final_metric.csv")
     assert sorted(het["alpha"].astype(float)) == [0.5, 0.5, float("inf"), float("inf")]
     sizes = pd.read_csv(results / "tables" / "oneshot" / "final_metric.csv")
-    assert set(sizes["model"]) == {"tiny-llama:1L", "tiny-llama:2L"} and sizes["size"].nunique() == 2
+    assert set(sizes["model"]) == {"tiny-llama:1L", "tiny-llama"} and sizes["size"].nunique() == 2
     # The main table in LaTeX, the cost table, and the claims table: every claim with a verdict.
     assert "\\toprule" in (results / "tables" / "final_metric.tex").read_text()
     assert set(pd.read_csv(results / "tables" / "cost.csv")["method"]) == set(methods)
+    assert "main-study claims read the model tiny-llama\n" in (results / "logs" / "claims.log").read_text()
     claims_table = pd.read_csv(results / "tables" / "claims.csv")
     assert len(claims_table) >= 15 and set(claims_table["verdict"]) <= {
         "holds",
@@ -98,20 +104,23 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     # and the NaN attacker's payloads rejected, never applied.
     byz = pd.read_csv(results / "tables" / "byzantine" / "final_metric.csv")
     assert len(byz) == 2 * 2 * 2 + 2  # fedavg and fedkseed: 2 fractions x 2 rules; feedsign: 2 x its vote
-    assert set(byz["aggregator"]) == {"mean", "median", "majority"}
+    assert set(byz["aggregator"]) == {"mean", "median"}
+    # fraction 0 is no attack: the honest runs are the main study's (one folder, shared)
+    assert set(byz.loc[byz["byz_frac"] == 0, "attack"]) == {"none"}
     assert (byz["n_seeds"] == len(seeds)).all(), byz[["method", "byz_frac", "aggregator", "n_seeds"]]
     for ext in ("png", "pdf"):
         assert (figures / "byzantine" / f"robustness.{ext}").stat().st_size > 5000
-    nan_runs = sorted(results.glob("runs/fedkseed/byz0.4/*/seed*/rounds.jsonl"))
+    nan_runs = sorted(results.glob("runs/fedkseed/alpha0.5/byz0.4/**/rounds.jsonl"))
     assert len(nan_runs) == 2
     for path in nan_runs:
         last = json.loads(path.read_text().splitlines()[-1])
         # 2 of 5 clients rejected, every round
         assert last["rejected_cum"] == smoke["run_defaults"]["federation"]["rounds"] * 2
-    # a run folder in the results schema per (method, seed) of the main study
-    metas = sorted(results.glob("runs/*/alpha[0-9]*/seed*/meta.json"))
-    assert len(metas) == len(methods) * len(seeds)
-    metas = [m for m in metas if m.parts[-4] != "local-only"]  # its config is checked above
+    # a run folder in the results schema per (method, model size, seed) of the main study
+    metas = sorted(results.glob("runs/*/alpha0.5/seed*/meta.json"))
+    metas += sorted(results.glob("runs/*/alpha0.5/layers1/seed*/meta.json"))
+    assert len(metas) == len(methods) * 2 * len(seeds)
+    metas = [m for m in metas if "local-only" not in m.parts]  # its config is checked above
     # --configfile replaces the default study instead of merging into it: each run's resolved config is
     # the smoke file's (its defaults, then its method block), with nothing inherited from config.yaml.
     for meta_path in metas:

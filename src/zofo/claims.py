@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from zofo.results import atomic_write_text
-from zofo.tables import GROUP_KEYS, pm, to_markdown
+from zofo.tables import GROUP_KEYS, PARAMETERS, pm, to_markdown
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -815,6 +815,19 @@ def assess(claim: Claim, ev: Evidence) -> Finding:
     if found.verdict not in VERDICTS:
         raise AssertionError(f"{claim.key}: verdict {found.verdict!r} is not one of {VERDICTS}")
     return found
+
+
+def largest_model(main: pd.DataFrame) -> str:
+    """The model of the main table with the most trainable parameters (its ``parameters`` column), or
+    its only model; ValueError when several models and no sizes."""
+    models = sorted(set(main["model"].astype(str)))
+    if len(models) == 1:
+        return models[0]
+    if PARAMETERS not in main.columns or main[PARAMETERS].isna().all():
+        raise ValueError(
+            f"the main table holds models {models} but no {PARAMETERS!r} column to tell the largest"
+        )
+    return str(main.loc[main[PARAMETERS].astype(float).idxmax(), "model"])
 
 
 def claims_table(ev: Evidence) -> pd.DataFrame:

@@ -231,6 +231,19 @@ class ByzantineConfig:
         if not 0 <= self.fraction < 1:
             raise ConfigError("byzantine.fraction", self.fraction, "a number in [0, 1)")
         positive("byzantine.strength", self.strength)
+        if self.fraction == 0:
+            from zofo.robust.attacks import ATTACKS
+
+            names = ["none", *sorted(ATTACKS)]
+            if self.attack not in names:  # a typo is still named, though no client will run it
+                raise ConfigError(
+                    "byzantine.attack", self.attack, f"one of {names}" + did_you_mean(self.attack, names)
+                )
+            # No attacker, so no attack: an attack named at fraction 0 changes nothing a run does, and
+            # keeping it would make the honest run of a Byzantine study a second copy of the honest run
+            # of every other study (different config, different folder, computed twice).
+            object.__setattr__(self, "attack", "none")
+            object.__setattr__(self, "strength", 1.0)
 
 
 @dataclass(frozen=True)

@@ -182,11 +182,13 @@ def convergence(
     *,
     band: str = "minmax",
     status: pd.DataFrame | None = None,
-) -> tuple[Path, Path]:
-    """Metric vs ``x`` for one setting: mean over ok seeds per method, with a band across seeds.
+    facet_order: Sequence[str] | None = None,
+) -> Drawn:
+    """Metric vs ``x``: mean over ok seeds per method, with a band across seeds; one panel per model.
 
-    ``rows`` is ``load_runs``'s rows frame (it must carry ``status`` and ``run_dir``), restricted to
-    one (model, task, partition, alpha) with one metric; ValueError otherwise (see
+    ``rows`` is ``load_runs``'s rows frame (it must carry ``status`` and ``run_dir``) with one metric,
+    one task and one partition (alpha); the models may differ (a main study over model sizes), and each
+    gets its own panel, in ``facet_order`` (model names) or by name. ValueError otherwise (see
     ``zofo.tables.iter_settings``). ``x`` is ``"round"``, ``"bits_up_cum"`` or ``"bits_down_cum"``;
     bits axes are logarithmic, and since round 0 has 0 bits it is drawn at a left edge one decade
     below the first non-zero value, with its tick labelled 0 (the caption says so). On bits axes the
@@ -194,7 +196,8 @@ def convergence(
     payload sizes are fixed). ``band`` is ``"minmax"`` (range over seeds) or ``"sd"`` (mean ± sd).
     Runs not ``ok`` are drawn thin, outside the mean, with a marker at their last evaluation
     (× diverged, ◇ failed/other). ``status`` (optional) adds runs that have no rows at all to the
-    caption's count. Returns the PNG and PDF paths.
+    caption's count. Returns the PNG and PDF paths (``Drawn``; ``data["panels"]``: the models, in
+    panel order).
     """
     if x not in X_LABELS:
         raise ValueError(f"x must be one of {sorted(X_LABELS)}, not {x!r}")
@@ -205,104 +208,63 @@ def convergence(
             raise ValueError(f"rows need a {col!r} column (use zofo.results.load_runs)")
     if rows.empty:
         raise ValueError("no rows to plot")
-    settings = rows[list(SETTING_KEYS)].drop_duplicates()
+    others = [k for k in SETTING_KEYS if k != "model"]
+    settings = rows[others].drop_duplicates()
     if len(settings) > 1:
         raise ValueError(
-            f"rows span {len(settings)} settings {settings.to_dict('records')}; plot one at a time "
-            "(zofo.tables.iter_settings)"
+            f"rows span {len(settings)} settings {settings.to_dict('records')}; plot one task and partition "
+            "at a time (zofo.tables.iter_settings)"
         )
     metric_names = sorted(set(rows["metric_name"].astype(str)))
     if len(metric_names) > 1:
         raise ValueError(f"rows mix metrics {metric_names}")
+    models = sorted(set(rows["model"].astype(str)))
+    if facet_order is not None:
+        missing = set(models) - set(facet_order)
+        if missing:
+            raise ValueError(f"facet_order {list(facet_order)} lacks the models {sorted(missing)}")
+        models = [m for m in facet_order if m in models]
 
     log_x = x != "round"
     rows = rows.sort_values("round")
     positive = rows.loc[rows[x] > 0, x]
     x0 = 10.0 ** (math.floor(math.log10(positive.min())) - 1) if log_x and len(positive) else None
-
-    def xs(values: pd.Series) -> np.ndarray:
-        v = values.to_numpy(dtype=float)
-        return np.where(v > 0, v, x0) if x0 is not None else v
-
-    series = _series_order(rows)
     several_labels = rows["label"].astype(str).nunique() > 1
     ended: dict[str, list[str]] = {}
     with style():
-        fig = Figure(figsize=(6.4, 4.4))
-        ax = fig.add_subplot()
-        handles: list[Any] = []
-        for family, method, label in series:
-            s_rows = rows[(rows["method"] == method) & (rows["label"].astype(str) == label)]
-            color, fstyle = method_color(method), family_style(family)
-            name = f"{method} [{label}]" if several_labels and label else method
-            ok = s_rows[s_rows["status"] == "ok"]
-            n_ok = ok["run_dir"].nunique()
-            if n_ok:
-                metric = ok.pivot_table(index="round", columns="run_dir", values="metric", aggfunc="first")
-                xv = ok.groupby("round")[x].mean().loc[metric.index]
-                mean = metric.mean(axis=1)
-                if band == "minmax":
-                    lo, hi = metric.min(axis=1), metric.max(axis=1)
-                else:
-                    sd = metric.std(axis=1, ddof=1).fillna(0.0)
-                    lo, hi = mean - sd, mean + sd
-                xx, yy, at_edge = xs(xv), mean.to_numpy(), _at_edge(xv, x0)
-                _edge_connector(ax, xx, yy, at_edge, color, fstyle)
-                (line,) = ax.plot(
-                    xx[~at_edge],
-                    yy[~at_edge],
-                    color=color,
-                    markevery=_markevery(int((~at_edge).sum())),
-                    label=f"{name} (n={n_ok})",
-                    zorder=3,
-                    **fstyle,
-                )
-                handles.append(line)
-                if n_ok > 1:
-                    # No band over the stand-in gap next to round 0 on a log axis: its width means nothing.
-                    keep = ~at_edge
-                    ax.fill_between(
-                        xx[keep],
-                        lo.to_numpy()[keep],
-                        hi.to_numpy()[keep],
-                        color=color,
-                        alpha=0.18,
-                        lw=0,
-                        zorder=2,
-                    )
-            else:
-                # Keep the method in the legend: a method with no ok run is a result, not an absence.
-                handles.append(
-                    Line2D([], [], color=color, label=f"{name} (n=0 ok)", **fstyle),
-                )
-            for _, run in s_rows[s_rows["status"] != "ok"].groupby("run_dir", sort=True):
-                st = str(run["status"].iloc[0])
-                kind = "diverged" if st == "diverged" else "other"
-                xx, yy = xs(run[x]), run["metric"].to_numpy(dtype=float)
-                # Faint enough that the stand-in gap on a log axis does not read as a trend.
-                ax.plot(xx, yy, color=color, linestyle=fstyle["linestyle"], lw=0.9, alpha=0.5, zorder=2)
-                ax.plot(xx[-1:], yy[-1:], color=color, linestyle="none", zorder=4, **END_MARKERS[kind])
-                ended.setdefault(st, []).append(
-                    f"{name} seed {int(run['seed'].iloc[0])} (round {int(run['round'].iloc[-1])})"
-                )
+        fig = Figure(figsize=(6.4 if len(models) == 1 else 4.2 * len(models), 4.4))
+        axes = fig.subplots(1, len(models), sharey=True, squeeze=False).ravel()
+        handles: dict[str, Any] = {}
+        for ax, model in zip(axes, models, strict=True):
+            m_rows = rows[rows["model"].astype(str) == model]
+            prefix = f"{model}: " if len(models) > 1 else ""
+            for name, handle in _convergence_panel(ax, m_rows, x, x0, band, several_labels, ended, prefix):
+                handles.setdefault(name, handle)
+            ax.set_xlabel(X_LABELS[x] + (" (log scale)" if log_x else ""))
+            if log_x:
+                ax.set_xscale("log")
+                if x0 is not None:
+                    _label_left_edge_zero(ax, x0)
+            if len(models) > 1:
+                ax.set_title(model, fontsize=10)
+        axes[0].set_ylabel(_metric_label(metric_names[0]))
         for st in ended:
             kind = "diverged" if st == "diverged" else "other"
-            handles.append(
-                Line2D([], [], color="0.25", linestyle="none", label=f"{st} (last eval)", **END_MARKERS[kind])
+            handles[st] = Line2D(
+                [], [], color="0.25", linestyle="none", label=f"{st} (last eval)", **END_MARKERS[kind]
             )
-        ax.legend(handles=handles, loc="best")
-        ax.set_xlabel(X_LABELS[x] + (" (log scale)" if log_x else ""))
-        ax.set_ylabel(_metric_label(metric_names[0]))
-        if log_x:
-            ax.set_xscale("log")
-            if x0 is not None:
-                _label_left_edge_zero(ax, x0)
-        ax.set_title(title or f"{metric_names[0]} vs {X_LABELS[x].split(',')[0]}")
+        axes[-1].legend(handles=list(handles.values()), loc="best")
+        heading = title or f"{metric_names[0]} vs {X_LABELS[x].split(',')[0]}"
+        if len(models) == 1:
+            axes[0].set_title(heading)
+        else:
+            fig.suptitle(heading, y=1.0)
 
         band_text = "min–max over seeds" if band == "minmax" else "±1 sd over seeds (ddof=1)"
+        setting = _setting_text(rows) if len(models) == 1 else _setting_text(rows).split(" · ", 1)[1]
         notes = [
-            f"{_setting_text(rows)} · seeds {_seeds_text(rows['seed'])}.",
-            f"Line: mean over runs that finished ok; band: {band_text}.",
+            f"{setting} · seeds {_seeds_text(rows['seed'])}.",
+            f"Line: mean over runs that finished ok (n = their number); band: {band_text}.",
         ]
         for st, runs in ended.items():
             notes.append(f"Not in the mean, {st}: " + "; ".join(runs) + ".")
@@ -320,7 +282,80 @@ def convergence(
                 "dotted line; that gap is not to scale and has no band."
             )
         fig.text(0.0, -0.01, _wrap(notes, fig), fontsize=7.5, va="top", ha="left")
-        return save(fig, out_png)
+        return Drawn(save(fig, out_png), {"panels": models}, fig)
+
+
+def _convergence_panel(
+    ax: Any,
+    rows: pd.DataFrame,
+    x: str,
+    x0: float | None,
+    band: str,
+    several_labels: bool,
+    ended: dict[str, list[str]],
+    prefix: str,
+) -> list[tuple[str, Any]]:
+    """Draw one model's series on ``ax``; returns (series name, legend handle) per series, and adds
+    the runs that did not finish ok to ``ended`` (status -> descriptions)."""
+
+    def xs(values: pd.Series) -> np.ndarray:
+        v = values.to_numpy(dtype=float)
+        return np.where(v > 0, v, x0) if x0 is not None else v
+
+    handles: list[tuple[str, Any]] = []
+    for family, method, label in _series_order(rows):
+        s_rows = rows[(rows["method"] == method) & (rows["label"].astype(str) == label)]
+        color, fstyle = method_color(method), family_style(family)
+        name = f"{method} [{label}]" if several_labels and label else method
+        ok = s_rows[s_rows["status"] == "ok"]
+        n_ok = ok["run_dir"].nunique()
+        if n_ok:
+            metric = ok.pivot_table(index="round", columns="run_dir", values="metric", aggfunc="first")
+            xv = ok.groupby("round")[x].mean().loc[metric.index]
+            mean = metric.mean(axis=1)
+            if band == "minmax":
+                lo, hi = metric.min(axis=1), metric.max(axis=1)
+            else:
+                sd = metric.std(axis=1, ddof=1).fillna(0.0)
+                lo, hi = mean - sd, mean + sd
+            xx, yy, at_edge = xs(xv), mean.to_numpy(), _at_edge(xv, x0)
+            _edge_connector(ax, xx, yy, at_edge, color, fstyle)
+            (line,) = ax.plot(
+                xx[~at_edge],
+                yy[~at_edge],
+                color=color,
+                markevery=_markevery(int((~at_edge).sum())),
+                label=f"{name} (n={n_ok})",
+                zorder=3,
+                **fstyle,
+            )
+            handles.append((name, line))
+            if n_ok > 1:
+                # No band over the stand-in gap next to round 0 on a log axis: its width means nothing.
+                keep = ~at_edge
+                ax.fill_between(
+                    xx[keep],
+                    lo.to_numpy()[keep],
+                    hi.to_numpy()[keep],
+                    color=color,
+                    alpha=0.18,
+                    lw=0,
+                    zorder=2,
+                )
+        else:
+            # Keep the method in the legend: a method with no ok run is a result, not an absence.
+            handles.append((name, Line2D([], [], color=color, label=f"{name} (n=0 ok)", **fstyle)))
+        for _, run in s_rows[s_rows["status"] != "ok"].groupby("run_dir", sort=True):
+            st = str(run["status"].iloc[0])
+            kind = "diverged" if st == "diverged" else "other"
+            xx, yy = xs(run[x]), run["metric"].to_numpy(dtype=float)
+            # Faint enough that the stand-in gap on a log axis does not read as a trend.
+            ax.plot(xx, yy, color=color, linestyle=fstyle["linestyle"], lw=0.9, alpha=0.5, zorder=2)
+            ax.plot(xx[-1:], yy[-1:], color=color, linestyle="none", zorder=4, **END_MARKERS[kind])
+            ended.setdefault(st, []).append(
+                f"{prefix}{name} seed {int(run['seed'].iloc[0])} (round {int(run['round'].iloc[-1])})"
+            )
+    return handles
 
 
 def _at_edge(values: pd.Series, x0: float | None) -> np.ndarray:

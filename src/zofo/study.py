@@ -5,7 +5,8 @@ what a config file declares and what ``snakemake`` runs cannot drift apart. A co
 ``workflow/schemas/config.schema.yaml``:
 
 - the main study: ``run_defaults`` (a RunConfig mapping), ``methods`` (method name -> overrides of the
-  defaults) and the grid ``alphas`` x ``seeds``; ``threads_per_run`` and ``label`` go to every run;
+  defaults) and its grid (``main_grid``: ``alphas``, or a ``grid`` of dotted keys such as model sizes)
+  x ``seeds``; ``threads_per_run`` and ``label`` go to every run;
 - optionally ``studies``: more named studies, each with its own ``methods``, overrides of the defaults
   (``run_defaults``), a ``grid`` of dotted RunConfig keys -> values (e.g. ``byzantine.fraction``),
   optional per-method ``grid_overrides`` and ``seeds`` (default: the main study's).
@@ -42,22 +43,36 @@ def deep_merge(base: Mapping[str, Any] | None, override: Mapping[str, Any] | Non
     return out
 
 
-def grid(config: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(method, alpha, seed) of every run, methods outermost, in the config's order.
+def main_grid(config: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The main study's grid axes (dotted RunConfig key -> values), in folder order.
 
-    The alpha and seed values are returned as the config spells them, because run folders are named
-    after them (``alpha{alpha}/seed{seed}``).
+    A config gives the Dirichlet alphas either as ``alphas`` or as ``grid["partition.alpha"]``; a
+    ``grid`` may add any other axis (``model.layers: [1, 3, null]`` makes the main table a method x model
+    size table). Without ``partition.alpha`` in the grid, ``alphas`` is its first axis. Raises ValueError
+    when both or neither give the alphas.
     """
-    return [(m, a, s) for m in config["methods"] for a in config["alphas"] for s in config["seeds"]]
+    axes = dict(config.get("grid") or {})
+    if "partition.alpha" in axes:
+        if "alphas" in config:
+            raise ValueError("alphas and grid['partition.alpha'] both give the main study's alphas; keep one")
+        return axes
+    if "alphas" not in config:
+        raise ValueError("the main study needs its Dirichlet alphas: alphas, or grid['partition.alpha']")
+    return {"partition.alpha": list(config["alphas"]), **axes}
 
 
-def run_config(config: Mapping[str, Any], method: str, alpha: Any, seed: Any) -> dict[str, Any]:
-    """The full RunConfig mapping of one main-study run: defaults <- the method's block <- the grid values.
+def _main_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    axes = main_grid(config)
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
 
-    ``alpha`` and ``seed`` may be strings (snakemake wildcards); they are converted here.
-    """
-    block = config["methods"][method]
-    return cell_config(config, config["run_defaults"], method, block, {"partition.alpha": float(alpha)}, seed)
+
+def _main_values(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """A main-study cell as its run config takes it: alphas are numbers however the config spells them
+    (``0.5`` and ``"0.5"`` name one run), and ``iid`` is an iid partition."""
+    out = dict(cell)
+    if "partition.alpha" in out and out["partition.alpha"] != IID:
+        out["partition.alpha"] = float(out["partition.alpha"])
+    return resolve_iid(out)
 
 
 def cell_config(
@@ -69,7 +84,12 @@ def cell_config(
     seed: Any,
 ) -> dict[str, Any]:
     """One run's RunConfig mapping: ``defaults`` <- the method's ``block`` <- the grid ``cell`` (dotted
-    keys) <- method name, seed and the config's threads and label."""
+    keys) <- method name, seed and the config's threads and label.
+
+    A null grid value sets nothing: the run keeps what the defaults and the method's block give (and
+    ``run_dir`` names no folder part for it), so ``method.params.K: [256, 1024, null]`` shares the run
+    of the method's own K with a study that does not sweep it."""
+    cell = {k: v for k, v in cell.items() if v is not None}
     cfg = deep_merge(deep_merge(defaults, block or {}), nested(cell))
     return deep_merge(
         cfg,
@@ -83,8 +103,14 @@ def cell_config(
 
 
 def expand_runs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every main-study run's RunConfig mapping in ``grid`` order (``RunConfig.from_dict`` builds each)."""
-    return [run_config(config, m, a, s) for m, a, s in grid(config)]
+    """Every main-study run's RunConfig mapping: methods outermost, then the grid's cells, then seeds
+    (``RunConfig.from_dict`` builds each)."""
+    return [
+        cell_config(config, config["run_defaults"], m, block, _main_values(cell), seed)
+        for m, block in config["methods"].items()
+        for cell in _main_cells(config)
+        for seed in config["seeds"]
+    ]
 
 
 MAIN = "main"
@@ -119,8 +145,8 @@ def run_dir(method: str, cell: Mapping[str, Any], seed: Any) -> str:
     parts = [method]
     for key, value in cell.items():
         if value is None:
-            # null is a setting's default (model.layers: null = every block): the folder is the one
-            # a grid without this axis names, so e.g. the full model's run is shared with such a study.
+            # null sets nothing (cell_config): the folder is the one a grid without this axis names, so
+            # e.g. the full model's run is shared with a study that does not vary model.layers.
             continue
         name = AXIS_NAMES.get(key)
         if name is None:
@@ -153,7 +179,7 @@ def studies(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         out[MAIN] = {
             "methods": config["methods"],
             "run_defaults": {},
-            "grid": {"partition.alpha": list(config["alphas"])},
+            "grid": main_grid(config),
             "grid_overrides": {},
             "seeds": list(config["seeds"]),
             "figure": "convergence",
@@ -188,17 +214,16 @@ def same_run(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def rule_runs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Run folder -> config mapping of every run of a method written as a workflow rule (``rule_methods``):
-    the main study's alpha x seed cells, configured as a registered method's would be (defaults <- the
-    method's block <- alpha, seed). The rule's own script checks the mapping; RunConfig cannot, since
+    the main study's grid cells x seeds, configured as a registered method's would be (defaults <- the
+    method's block <- the cell, seed). The rule's own script checks the mapping; RunConfig cannot, since
     the method is not registered."""
     out: dict[str, dict[str, Any]] = {}
     for method, block in (config.get("rule_methods") or {}).items():
         if method in (config.get("methods") or {}):
             raise ValueError(f"rule_methods.{method}: also a registered method of the main study")
-        for alpha, seed in itertools.product(config["alphas"], config["seeds"]):
-            cell = {"partition.alpha": float(alpha)}
-            cfg = cell_config(config, config["run_defaults"], method, block, cell, seed)
-            out[run_dir(method, {"partition.alpha": alpha}, seed)] = cfg
+        for cell, seed in itertools.product(_main_cells(config), config["seeds"]):
+            cfg = cell_config(config, config["run_defaults"], method, block, _main_values(cell), seed)
+            out[run_dir(method, cell, seed)] = cfg
     return out
 
 
@@ -223,12 +248,8 @@ def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
             axes = {**spec["grid"], **spec["grid_overrides"].get(method, {})}
             for values in itertools.product(*axes.values()):
                 cell = dict(zip(axes, values, strict=True))
-                # The folder is named by the values as the config spells them; the main study's alphas
-                # are numbers in the run config however they are spelled (as run_config makes them).
-                values_cfg = (
-                    {**cell, "partition.alpha": float(cell["partition.alpha"])} if name == MAIN else cell
-                )
-                values_cfg = resolve_iid(values_cfg)
+                # The folder is named by the values as the config spells them.
+                values_cfg = _main_values(cell) if name == MAIN else resolve_iid(cell)
                 for seed in spec["seeds"]:
                     cfg = cell_config(config, defaults, method, block, values_cfg, seed)
                     path = run_dir(method, cell, seed)

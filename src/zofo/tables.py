@@ -33,6 +33,10 @@ GROUP_KEYS: tuple[str, ...] = (
     "label",
 )
 SETTING_KEYS: tuple[str, ...] = ("model", "task", "partition", "alpha")
+# The main table's column of trainable parameters (attached from each run's meta.json): the model size
+# a row speaks for, and how the claims table picks the largest model of a study over sizes.
+PARAMETERS = "parameters"
+PARAMETERS_META = "model.parameters"  # the pretrained model's weights, whatever a method trains or adds
 FAMILY_ORDER: dict[str, int] = {"fo": 0, "zo": 1}
 # Config keys that may differ between seeds of one experiment without changing what is measured.
 SEED_FREE_IGNORED: frozenset[str] = frozenset({"seed", "threads", "assets_dir"})
@@ -638,7 +642,10 @@ def format_final_table(table: pd.DataFrame, digits: int = 3, extra_keys: Sequenc
         }
     )
     for key in extra_keys:
-        out[key] = [_plain(v) for v in table[key]]
+        if key == PARAMETERS:  # a count of weights reads better in millions
+            out[key] = ["—" if pd.isna(v) else f"{float(v) / 1e6:.1f}M" for v in table[key]]
+        else:
+            out[key] = [_plain(v) for v in table[key]]
     if (table["label"].fillna("") != "").any():
         out["label"] = table["label"]
     # The robustness columns only where a run has Byzantine clients or a rule other than the mean.

@@ -73,7 +73,7 @@ def extra_axes(name):
     axes = set(spec["grid"]) | {a for o in spec["grid_overrides"].values() for a in o}
     extra = {axis: f"config.{axis}" for axis in sorted(axes) if axis not in ROW_AXES}
     if spec["figure"] == "oneshot":
-        extra["size"] = "model.trainable_parameters"
+        extra["size"] = "model.parameters"  # all weights: the model size
     return extra
 
 

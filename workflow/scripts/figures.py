@@ -39,6 +39,19 @@ if kind in ("heterogeneity", "oneshot"):
         plots.oneshot_gap(rows, "size", out.png)
     sys.exit(0)
 
+if kind == "convergence":
+    # One panel per model (a study over model sizes), smallest first.
+    sized = tables.attach_meta_columns(rows, {"size": tables.PARAMETERS_META})
+    order = [str(m) for m in sized.groupby("model")["size"].max().sort_values().index]
+    print("series: " + ", ".join(sorted(rows["method"].unique())), file=log)
+    if hasattr(out, "by_round"):  # the main study: both convergence figures in one job
+        plots.convergence(rows, "round", out.by_round, status=status, facet_order=order)
+        plots.convergence(rows, "bits_up_cum", out.by_bits, status=status, facet_order=order)
+    else:  # a study's convergence figure: by round or by uplink bits, as the file is named
+        x = "round" if Path(out.png).stem == "convergence_round" else "bits_up_cum"
+        plots.convergence(rows, x, out.png, status=status, facet_order=order)
+    sys.exit(0)
+
 settings = list(tables.iter_settings(rows))
 if len(settings) != 1:
     raise ValueError(
@@ -52,9 +65,5 @@ if kind == "robustness":
 elif kind == "sweep":
     (axis,) = [a for a in extra if setting_rows[a].nunique(dropna=False) > 1] or list(extra)[:1]
     plots.sweep(setting_rows, axis, out.png)
-elif hasattr(out, "by_round"):  # the main study: both convergence figures in one job
-    plots.convergence(setting_rows, "round", out.by_round, status=status)
-    plots.convergence(setting_rows, "bits_up_cum", out.by_bits, status=status)
-else:  # a study's convergence figure: by round or by uplink bits, as the file is named
-    x = "round" if Path(out.png).stem == "convergence_round" else "bits_up_cum"
-    plots.convergence(setting_rows, x, out.png, status=status)
+else:
+    raise ValueError(f"unknown figure kind {kind!r}")

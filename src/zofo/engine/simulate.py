@@ -173,6 +173,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
         cohort_size=cohort_size,
         aggregator=cfg.aggregator,
     )
+    size = sum(p.numel() for p in model.parameters())  # the pretrained model's size, before any adapter
     method = method_cls(params, ctx)
     # Set up before the metadata: a method may change what is trainable (LoRA adapters).
     method.setup()
@@ -204,6 +205,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "kind": loaded.kind,
                 "pretrained": loaded.pretrained,
                 "trainable_parameters": d,
+                "parameters": size,
             },
             "task": {
                 "name": cfg.task.name,

@@ -70,7 +70,12 @@ writer = RunWriter(
             "params": raw["method"].get("params", {}),
             "written_by": "workflow rule local_only (workflow/scripts/methods/local_only.py)",
         },
-        "model": {"name": cfg.model.name, "source": prep.loaded.source, "trainable_parameters": d},
+        "model": {
+            "name": cfg.model.name,
+            "source": prep.loaded.source,
+            "trainable_parameters": d,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
         "task": {"name": cfg.task.name, "metric": prep.task.metric, "scorer": prep.scorer},
         "partition": {"sizes": [len(s) for s in prep.shards]},
         "formula_bits": {"uplink": 0, "downlink": 0},
