@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -99,7 +99,7 @@ class LabelWordObjective(Objective):
         def enc(row: Mapping[str, Any]) -> dict[str, Any]:
             return {"input_ids": self._pre + self._ids(clip(row["text"], k))[:k] + self._post}
 
-        return ds.map(enc, load_from_cache_file=False, keep_in_memory=True)
+        return encode_rows(ds, enc, f"{type(self).__name__}-{k}")
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         batch = left_pad([r["input_ids"] for r in rows], self.pad_id)
@@ -173,10 +173,10 @@ class EncoderHeadObjective(LabelWordObjective):
         k = self.cfg.max_input_tokens
         special = [self.cls_id] if self.cls_id is not None else []
         end = [self.sep_id] if self.sep_id is not None else []
-        return ds.map(
+        return encode_rows(
+            ds,
             lambda row: {"input_ids": special + self._ids(clip(row["text"], k))[:k] + end},
-            load_from_cache_file=False,
-            keep_in_memory=True,
+            f"{type(self).__name__}-{k}",
         )
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -192,6 +192,14 @@ class EncoderHeadObjective(LabelWordObjective):
 
     def scores(self, batch: Batch) -> torch.Tensor:
         return self.model(batch["input_ids"], batch["attention_mask"]).float()
+
+
+def encode_rows(
+    ds: datasets.Dataset, fn: Callable[[Mapping[str, Any]], dict[str, Any]], name: str
+) -> datasets.Dataset:
+    """``ds.map(fn)`` in memory, uncached. The fingerprint is given (``name``): otherwise datasets
+    hashes ``fn`` with the tokenizer it closes over, which took seconds of every run's start-up."""
+    return ds.map(fn, load_from_cache_file=False, keep_in_memory=True, new_fingerprint=f"zofo-{name}")
 
 
 def build_objective(loaded: LoadedModel, task: TaskData, cfg: TaskConfig) -> Objective:

@@ -26,7 +26,7 @@ from torch import nn
 
 from zofo.config import TaskConfig
 from zofo.metrics import load_metric
-from zofo.objectives import Batch, Objective, clip, left_pad
+from zofo.objectives import Batch, Objective, clip, encode_rows, left_pad
 from zofo.tasks.base import TaskData
 
 IGNORE = -100
@@ -76,7 +76,7 @@ class GenerationObjective(Objective):
                 raise ValueError(f"empty prompt or response after tokenising: {row['text']!r}")
             return {"prompt_ids": prompt, "response_ids": response}
 
-        return ds.map(enc, load_from_cache_file=False, keep_in_memory=True)
+        return encode_rows(ds, enc, f"{type(self).__name__}-{self.cfg.max_input_tokens}-{n}")
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         seqs = [list(r["prompt_ids"]) + list(r["response_ids"]) for r in rows]

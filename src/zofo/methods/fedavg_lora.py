@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.lora import LoraLayer
 
 from zofo.config import positive
 from zofo.errors import ConfigError
@@ -63,6 +61,10 @@ class FedAvgLoRA(FedAvg):
     state_attrs = (*FedAvg.state_attrs, "residuals")
 
     def setup(self) -> None:
+        # peft is imported here, not at module level: the registry imports every method to check names,
+        # and peft's import (it loads transformers model classes) took seconds of every run's start-up.
+        from peft import LoraConfig, inject_adapter_in_model
+
         p = self.params
         config = LoraConfig(
             r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=list(p.target_modules)
@@ -95,6 +97,8 @@ class FedAvgLoRA(FedAvg):
 
     def _adapted_layers(self) -> list[tuple[int, int, torch.Tensor, float]]:
         """(index of A in trainable, index of B, the base weight, scaling) per adapted layer."""
+        from peft.tuners.lora import LoraLayer
+
         index = {id(t): i for i, t in enumerate(self.trainable)}
         out = []
         for name, module in self.ctx.model.named_modules():
