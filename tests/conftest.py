@@ -108,15 +108,17 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
 
 
-def run_workflow(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_workflow(
+    workdir: Path, configfile: Path, *extra: str, cores: str | None = "2"
+) -> subprocess.CompletedProcess:
     """The project's Snakefile through the real `snakemake` command line, in ``workdir``, offline;
-    fails the test with snakemake's stderr unless it exits 0."""
+    fails the test with snakemake's stderr unless it exits 0. ``cores=None`` leaves ``--cores`` out,
+    as commands that run no job (``--report``) are documented without it."""
     cmd = [
         sys.executable,
         "-m",
         "snakemake",
-        "--cores",
-        "2",
+        *(["--cores", cores] if cores is not None else []),
         "--quiet",
         "rules",
         "--snakefile",

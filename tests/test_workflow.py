@@ -85,6 +85,7 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
         f"figures_dir={figures}",
         "--report",
         str(report),
+        cores=None,  # as the README gives the command
     )
     html = report.read_text()
     for name in (

@@ -22,7 +22,8 @@ rule bench:
         figures=lambda wc, output: Path(output.png).parent,
         assets=lambda wc, input: Path(input[0]).parents[2],  # ASSETS/models/smollm2-135m/model.safetensors
     # All the cores Snakemake has: timings must not share the machine with other jobs (the bench itself
-    # uses 2 torch threads unless told otherwise).
-    threads: workflow.cores
+    # uses 2 torch threads unless told otherwise). Snakemake caps a rule's threads at --cores; a number
+    # rather than workflow.cores, which commands without --cores (`snakemake --report`) cannot evaluate.
+    threads: 1024
     shell:
         "zofo bench --out {params.out} --figures {params.figures} --assets-dir {params.assets} > {log} 2>&1"
