@@ -818,8 +818,8 @@ def assess(claim: Claim, ev: Evidence) -> Finding:
 
 
 def largest_model(main: pd.DataFrame) -> str:
-    """The model of the main table with the most trainable parameters (its ``parameters`` column), or
-    its only model; ValueError when several models and no sizes."""
+    """The model of the main table with the most weights (its ``parameters`` column, the pretrained
+    model's size), or its only model; ValueError when several models and no sizes."""
     models = sorted(set(main["model"].astype(str)))
     if len(models) == 1:
         return models[0]

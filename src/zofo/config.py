@@ -231,14 +231,14 @@ class ByzantineConfig:
         if not 0 <= self.fraction < 1:
             raise ConfigError("byzantine.fraction", self.fraction, "a number in [0, 1)")
         positive("byzantine.strength", self.strength)
-        if self.fraction == 0:
-            from zofo.robust.attacks import ATTACKS
+        from zofo.robust.attacks import ATTACKS  # here: robust imports torch, config stays light
 
-            names = ["none", *sorted(ATTACKS)]
-            if self.attack not in names:  # a typo is still named, though no client will run it
-                raise ConfigError(
-                    "byzantine.attack", self.attack, f"one of {names}" + did_you_mean(self.attack, names)
-                )
+        names = ["none", *sorted(ATTACKS)]
+        if self.attack not in names:  # checked before fraction 0 drops it: a typo is named either way
+            raise ConfigError(
+                "byzantine.attack", self.attack, f"one of {names}" + did_you_mean(self.attack, names)
+            )
+        if self.fraction == 0:
             # No attacker, so no attack: an attack named at fraction 0 changes nothing a run does, and
             # keeping it would make the honest run of a Byzantine study a second copy of the honest run
             # of every other study (different config, different folder, computed twice).

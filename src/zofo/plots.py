@@ -143,9 +143,10 @@ def _fmt_alpha(alpha: Any) -> str:
     return "" if pd.isna(alpha) or math.isinf(float(alpha)) else f" (α={float(alpha):g})"
 
 
-def _setting_text(df: pd.DataFrame) -> str:
+def _setting_text(df: pd.DataFrame, model: bool = True) -> str:
     s = df.iloc[0]
-    return f"{s['model']} · {s['task']} · partition {s['partition']}{_fmt_alpha(s['alpha'])}"
+    text = f"{s['task']} · partition {s['partition']}{_fmt_alpha(s['alpha'])}"
+    return f"{s['model']} · {text}" if model else text
 
 
 def _seeds_text(seeds: Sequence[Any]) -> str:
@@ -261,7 +262,7 @@ def convergence(
             fig.suptitle(heading, y=1.0)
 
         band_text = "min–max over seeds" if band == "minmax" else "±1 sd over seeds (ddof=1)"
-        setting = _setting_text(rows) if len(models) == 1 else _setting_text(rows).split(" · ", 1)[1]
+        setting = _setting_text(rows, model=len(models) == 1)  # several models: the panels name them
         notes = [
             f"{setting} · seeds {_seeds_text(rows['seed'])}.",
             f"Line: mean over runs that finished ok (n = their number); band: {band_text}.",

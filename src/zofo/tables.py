@@ -33,8 +33,8 @@ GROUP_KEYS: tuple[str, ...] = (
     "label",
 )
 SETTING_KEYS: tuple[str, ...] = ("model", "task", "partition", "alpha")
-# The main table's column of trainable parameters (attached from each run's meta.json): the model size
-# a row speaks for, and how the claims table picks the largest model of a study over sizes.
+# The main table's column of model size (attached from each run's meta.json): the pretrained model's
+# weights, the size a row speaks for, and how the claims table picks the largest model of a study.
 PARAMETERS = "parameters"
 PARAMETERS_META = "model.parameters"  # the pretrained model's weights, whatever a method trains or adds
 FAMILY_ORDER: dict[str, int] = {"fo": 0, "zo": 1}

@@ -30,6 +30,7 @@ EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 # Check every run's config now, so a typo fails before any job starts, with the key named.
 from zofo.config import RunConfig  # noqa: E402
 from zofo.errors import ZofoError  # noqa: E402
+from zofo.tables import PARAMETERS_META  # noqa: E402
 
 for _path, _cfg in RUN_CONFIGS.items():
     try:
@@ -73,7 +74,7 @@ def extra_axes(name):
     axes = set(spec["grid"]) | {a for o in spec["grid_overrides"].values() for a in o}
     extra = {axis: f"config.{axis}" for axis in sorted(axes) if axis not in ROW_AXES}
     if spec["figure"] == "oneshot":
-        extra["size"] = "model.parameters"  # all weights: the model size
+        extra["size"] = PARAMETERS_META  # the pretrained model's weights
     return extra
 
 

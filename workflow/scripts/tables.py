@@ -16,14 +16,12 @@ sm = snakemake  # noqa: F821
 
 rows, status = load_runs([Path(p).parent for p in sm.input.runs])
 extra = dict(getattr(sm.params, "extra", None) or {})
+main = "tex" in sm.output.keys()  # the main study also gets LaTeX, cost, bits to target
+if main:  # the model size of each row: the main table is a method x model size table
+    extra[tables.PARAMETERS] = tables.PARAMETERS_META
 if extra:  # on status too: a run that failed before its first row still carries its grid value
     rows = tables.attach_meta_columns(rows, extra)
     status = tables.attach_meta_columns(status, extra)
-main = "tex" in sm.output.keys()  # the main study also gets LaTeX, cost, bits to target
-if main:  # the model size of each row: the main table is a method x model size table
-    extra = {**extra, tables.PARAMETERS: tables.PARAMETERS_META}
-    rows = tables.attach_meta_columns(rows, {tables.PARAMETERS: tables.PARAMETERS_META})
-    status = tables.attach_meta_columns(status, {tables.PARAMETERS: tables.PARAMETERS_META})
 final = tables.final_metric_table(rows, status, extra_keys=tuple(extra))
 if main:  # the papers' numbers beside ours where model, task and metric match
     # The reported.csv files are inputs (a change re-runs this job); they sit in baselines/<paper>/.
