@@ -145,3 +145,17 @@ def test_no_placeholder_lines_in_baseline_readmes() -> None:
     for readme in sorted((Path(__file__).resolve().parents[1] / "baselines").glob("*/README.md")):
         bad = [line for line in readme.read_text().splitlines() if re.fullmatch(r"[A-Z_]{8,}", line.strip())]
         assert not bad, f"{readme}: placeholder lines {bad}"
+
+
+def test_the_llm_config_validates_and_every_run_builds() -> None:
+    # config/llm.yaml (the SmolLM2-135M study, README) is run with `snakemake --configfile`: the schema
+    # and every run's RunConfig must accept it, and its runs land apart from the default's.
+    config = yaml.safe_load((ROOT / "config" / "llm.yaml").read_text())
+    jsonschema.validate(config, SCHEMA)
+    runs, members = study.expand(config)
+    assert len(runs) == len(config["methods"]) * len(config["alphas"]) * len(config["seeds"])
+    for run in runs.values():
+        cfg = RunConfig.from_dict(run)
+        cfg.method_params()
+        assert cfg.model.name == "smollm2-135m" and cfg.zo.fuse is False
+    assert config["results_dir"] == "results/llm" and config["figures_dir"] == "figures/llm"
