@@ -211,6 +211,10 @@ class ZOConfig:
     # Equal to the separate passes up to float rounding; false gives the plain step's arithmetic bit
     # for bit.
     fuse: bool = True
+    # Where every seeded direction (ZO's z, Ferret's projections) comes from: "philox" is zofo.philox,
+    # bitwise the same on every device and CPU (what mixed hardware needs); "torch" is torch's CPU
+    # mt19937 randn, as the official codes draw, whose fp32 values depend on the CPU's instruction set.
+    generator: Literal["torch", "philox"] = "torch"
 
     def __post_init__(self) -> None:
         positive("zo.eps", self.eps)
@@ -348,9 +352,9 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of the resolved config: runs with equal hashes are the same experiment.
 
-        Settings added after results existed (the robustness sections, model.layers) leave the hash
-        alone while at their defaults, which reproduce the earlier behaviour exactly: an honest run of
-        the full model keeps its identity."""
+        Settings added after results existed (the robustness sections, model.layers, zo.generator)
+        leave the hash alone while at their defaults, which reproduce the earlier behaviour exactly: an
+        honest run of the full model keeps its identity."""
         data = self.to_dict()
         for dotted, default in _HASH_WHEN_SET.items():
             *head, leaf = dotted.split(".")
@@ -367,6 +371,7 @@ _HASH_WHEN_SET = {
     "byzantine": dataclasses.asdict(ByzantineConfig()),
     "aggregator": dataclasses.asdict(AggregatorConfig()),
     "model.layers": None,
+    "zo.generator": "torch",
 }
 
 

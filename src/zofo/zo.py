@@ -5,10 +5,15 @@
     update(s, a):    w -= a * z(s)
 
 z(s) is a standard-normal vector over the trainable parameters, generated parameter by parameter in
-a fixed order from a dedicated ``torch.Generator`` seeded with s, never from the global RNG (which also
-drives dropout and data order). Every party that regenerates z(s) on the same parameter list, shapes,
-dtype and device type gets the same numbers, which is what lets ZO methods send seeds instead of
-vectors. Tied weights appear once because ``nn.Module.parameters()`` de-duplicates shared tensors.
+a fixed order, never from the global RNG (which also drives dropout and data order). Tied weights
+appear once because ``nn.Module.parameters()`` de-duplicates shared tensors. Two generators
+(``zo.generator``, recorded in every run):
+- ``philox``: ``zofo.philox``, a counter-based generator whose numbers are a pure function of (seed,
+  parameter index, position), bitwise identical on every device, instruction set, thread count and
+  chunking, drawn on the parameters' own device. What lets parties on different hardware share seeds.
+- ``torch``: a ``torch.Generator`` on the CPU seeded with s, ``randn`` per parameter (what the
+  official codes do). Its fp32 numbers depend on the CPU's instruction set (vectorised transforms), so
+  two parties agree only on the same kind of CPU; on a GPU model they are drawn on the CPU and copied.
 
 Two modes give the same numbers:
 - lean: z is regenerated at every use and never stored: peak memory stays at inference level.
@@ -16,12 +21,13 @@ Two modes give the same numbers:
   instead of four times, at the price of one model-sized buffer per cached seed.
 
 Where the time goes, and what is done about it (``zofo bench`` measures each):
-- Generation is chunked: each parameter's z is drawn 64K values at a time into a small buffer that
+- Generation is chunked on the CPU: each parameter's z is drawn 64K values at a time into a small buffer that
   stays in cache and is added to the weights at once, instead of allocating a model-sized tensor per
   pass. This gives exactly the numbers of ``torch.randn(p.shape, generator=g)``: torch's CPU normal
   sampler draws one uniform per value in order and transforms them in independent blocks of 16, and
   every chunk but a parameter's last is a multiple of 16 long while the last is at least 16 long
-  (tested bit for bit). In fast mode the same chunks are written into buffers that are reused from
+  (tested bit for bit); the Philox numbers do not depend on chunking at all. In fast mode the same
+  chunks are written into buffers that are reused from
   seed to seed, so no step pays the page faults of fresh memory.
 - Fusing (``fuse=True``): a caller that will move the weights along the same z again right after an
   estimate passes ``hold=True``; the weights stay at w - eps z and the next pass on that seed absorbs
@@ -33,7 +39,9 @@ Where the time goes, and what is done about it (``zofo bench`` measures each):
 Restoring after +eps, -2 eps, +eps is exact in real arithmetic but not in floating point: each
 ``add_`` rounds. In fp32 the restored weights differ from the originals by at most a few ulp of
 max(|w|, 2 eps |z|) (tested); fused and separate passes round differently, so they agree to that
-tolerance, not bitwise. Use fp32 for ZO: fp16 drifts visibly (MeZO issue #42).
+tolerance, not bitwise. In bf16 or fp16 the same bound holds in that dtype's ulp, which is coarse
+(bf16 keeps 8 significant bits): the objective computes losses in fp32 so the two-point difference is
+not rounded away, and the drift per step is tested against the bound.
 """
 
 from __future__ import annotations
@@ -43,7 +51,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-GENERATOR = "torch.Generator(cpu, mt19937).randn per parameter, in parameters() order"
+from zofo import philox
+from zofo.config import ZOConfig
 
 # Values drawn per chunk: 256 KB in fp32, which stays in cache between drawing and adding; a
 # multiple of 16 (see the module docstring).
@@ -82,9 +91,13 @@ class SeededDirections:
         mode: str = "lean",
         cache_size: int = 1,
         fuse: bool = True,
+        generator: str = "torch",
     ):
         if mode not in ("lean", "fast"):
             raise ValueError(f"zo.mode: got {mode!r}; allowed: 'lean' or 'fast'")
+        if generator not in philox.GENERATORS:
+            raise ValueError(f"zo.generator: got {generator!r}; allowed: one of {list(philox.GENERATORS)}")
+        self.generator = generator
         self.params = list(params)
         self.eps = float(eps)
         self.mode = mode
@@ -94,9 +107,17 @@ class SeededDirections:
         self._spare: list[list[torch.Tensor]] = []  # evicted z buffers, reused by the next seed
         self._buffers: dict[torch.dtype, torch.Tensor] = {}  # lean mode's chunk buffers
         self._bounds = [chunk_bounds(p.numel()) if self._chunked(p) else [] for p in self.params]
+        self._scratch: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # lean, unchunked
         # (seed, c) while the weights are held at w + c * eps * z(seed) (see ``estimate(hold=True)``).
         self._held: tuple[int, float] | None = None
         self.regenerations = 0  # how many full z vectors were generated (a cost counter)
+
+    @classmethod
+    def from_config(
+        cls, params: Sequence[torch.Tensor], zo: ZOConfig, cache_size: int = 1
+    ) -> SeededDirections:
+        """The directions a run's ``zo`` section asks for (eps, mode, fuse, generator)."""
+        return cls(params, zo.eps, zo.mode, cache_size=cache_size, fuse=zo.fuse, generator=zo.generator)
 
     @property
     def dim(self) -> int:
@@ -112,6 +133,15 @@ class SeededDirections:
         if dtype not in self._buffers:
             self._buffers[dtype] = torch.empty(CHUNK + _BLOCK, dtype=dtype)
         return self._buffers[dtype]
+
+    def _scratch_for(self, p: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped like p on p's device, shared by every parameter of that dtype and device
+        (lean mode keeps no z, but a GPU parameter is drawn whole)."""
+        key = (p.dtype, p.device)
+        size = max(q.numel() for q in self.params if (q.dtype, q.device) == key)
+        if key not in self._scratch:
+            self._scratch[key] = torch.empty(size, dtype=p.dtype, device=p.device)
+        return self._scratch[key][: p.numel()].view(p.shape)
 
     @staticmethod
     def _whole(p: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -129,8 +159,11 @@ class SeededDirections:
     def _generate(self, seed: int, alpha: float | None, store: list[torch.Tensor] | None) -> None:
         """One regeneration of z(seed), chunk by chunk: each chunk is added to the weights times alpha
         (if given) and kept in ``store`` (if given) while it is still in cache."""
-        g = torch.Generator(device="cpu").manual_seed(int(seed))
         self.regenerations += 1
+        if self.generator == "philox":
+            self._generate_philox(seed, alpha, store)
+            return
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
         for i, p in enumerate(self.params):
             bounds = self._bounds[i]
             if not bounds:
@@ -146,6 +179,26 @@ class SeededDirections:
             for a, b in bounds:
                 z = out[a:b] if out is not None else buf[: b - a]
                 z.normal_(generator=g)
+                if alpha is not None:
+                    flat[a:b].add_(z, alpha=alpha)
+
+    def _generate_philox(self, seed: int, alpha: float | None, store: list[torch.Tensor] | None) -> None:
+        # Parameter i is stream i: its numbers do not depend on the other parameters, the chunking or
+        # the device, so CPU parameters go chunk by chunk (cache-sized) and others whole, on-device.
+        for i, p in enumerate(self.params):
+            bounds = self._bounds[i]
+            if not bounds:
+                z = store[i] if store is not None else self._scratch_for(p)
+                philox.normal_(z, seed, i)
+                if alpha is not None:
+                    p.add_(z, alpha=alpha)
+                continue
+            flat = p.view(-1)
+            out = store[i].view(-1) if store is not None else None
+            buf = self._buffer(p.dtype)
+            for a, b in bounds:
+                z = out[a:b] if out is not None else buf[: b - a]
+                philox.normal_(z, seed, i, a)
                 if alpha is not None:
                     flat[a:b].add_(z, alpha=alpha)
 

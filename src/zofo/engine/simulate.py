@@ -30,13 +30,14 @@ from zofo.errors import ConfigError, ZofoError
 from zofo.methods.base import ClientData, RunContext
 from zofo.models import load_model
 from zofo.objectives import Objective, build_objective
+from zofo.philox import DESCRIPTION as GENERATORS
 from zofo.registry import METHODS, TASKS
 from zofo.results import RunWriter, peak_rss_mb, provenance
 from zofo.rng import derive, numpy_rng, torch_rng
 from zofo.robust.attacks import ATTACKS, byzantine_clients
 from zofo.robust.setting import NO_ATTACK, attack_payload, validate_payload
 from zofo.tasks.base import SPLIT_SEED
-from zofo.zo import GENERATOR, trainable_parameters
+from zofo.zo import trainable_parameters
 
 datasets.disable_progress_bars()  # tokenising a few thousand rows: the round bar is the one that matters
 
@@ -234,7 +235,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "aggregator": dataclasses.asdict(cfg.aggregator),
                 "validation": "fields, shapes, dtypes, finite values, seeds; rejected = never applied",
             },
-            "zo_generator": GENERATOR,
+            "zo_generator": {"name": cfg.zo.generator, "description": GENERATORS[cfg.zo.generator]},
             "provenance": provenance(),
             "resumed_from_round": resume["round"] if resume else None,
         },

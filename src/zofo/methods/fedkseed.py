@@ -163,9 +163,7 @@ class FedKSeed(FederatedMethod):
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
         self.trainable = trainable_parameters(self.ctx.model)
         # One cached z is enough: a step uses one seed four times; seeds rarely repeat across steps.
-        self.dirs = SeededDirections(
-            self.trainable, self.ctx.zo.eps, self.ctx.zo.mode, cache_size=1, fuse=self.ctx.zo.fuse
-        )
+        self.dirs = SeededDirections.from_config(self.trainable, self.ctx.zo)
         # Shared by FedKSeed and FedKSeed-Pro, so both draw from the same K directions for a run seed.
         self.candidates = [seed32(self.ctx.seed, "fedkseed", "candidate", j) for j in range(p.K)]
         # fp64 sum of the fp32 changes actually broadcast: any client can hold exactly the same numbers.

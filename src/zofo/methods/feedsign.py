@@ -48,9 +48,7 @@ class FeedSign(FederatedMethod):
 
     def setup(self) -> None:
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
-        self.dirs = SeededDirections(
-            trainable_parameters(self.ctx.model), self.ctx.zo.eps, self.ctx.zo.mode, fuse=self.ctx.zo.fuse
-        )
+        self.dirs = SeededDirections.from_config(trainable_parameters(self.ctx.model), self.ctx.zo)
 
     def step_seed(self, round_idx: int) -> int:
         return seed32(self.ctx.seed, "feedsign", "step", round_idx)

@@ -18,14 +18,15 @@ tensors, in parameters() order, are packed until the next one would push the blo
 int(0.9 * median tensor size); a tensor larger than that is a block of its own. Both ends build the
 blocks from the architecture, so they cost no bits.
 
-Directions. Direction j of block l for seed s is drawn from its own generator, seeded
-``derive(s, l, j)``, by the inverse CDF: u ~ U[-erf(c/sqrt2), erf(c/sqrt2)], v = sqrt2 * erfinv(u),
-clamped to +-c against float rounding. This is an exact sampler of the truncation (torch 2.13's
-``trunc_normal_`` samples the same law by rejection, 5x slower on CPU, and Ferret draws about K x d
-numbers per client). One generator per direction lets the server regenerate any direction on its own,
-one d_l-sized buffer at a time. The numbers are drawn on the parameters' device (unlike ``zofo.zo``,
-which draws d numbers per step on the CPU for device independence): client and server must share the
-device type, which the simulation always does, and the K x d draws stay on the accelerator.
+Directions. Direction j of block l for seed s is drawn from its own key, ``derive(s, l, j)``, by the
+inverse CDF: u ~ U[-erf(c/sqrt2), erf(c/sqrt2)], v = sqrt2 * erfinv(u), clamped to +-c against float
+rounding. This is an exact sampler of the truncation (torch 2.13's ``trunc_normal_`` samples the same
+law by rejection, 5x slower on CPU, and Ferret draws about K x d numbers per client). One key per
+direction lets the server regenerate any direction on its own, one d_l-sized buffer at a time. With
+``zo.generator: philox`` the numbers are ``zofo.philox.truncated_normal_`` (the same inverse CDF in fixed
+point): identical on every device, so client and server may differ in hardware. With ``torch`` they come
+from a torch generator on the parameters' device: client and server must then share the device type
+and model, which the simulation always does.
 
 Variant "paper" (default). Every client draws its own 32-bit seed. The client uses exactly K directions:
 K_l proportional to ||delta_l|| / rho_l, at least 1 per block (blocks whose share falls below 1 get 1,
@@ -78,6 +79,7 @@ from typing import Literal
 
 import torch
 
+from zofo import philox
 from zofo.config import ConfigError, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
@@ -86,6 +88,10 @@ from zofo.robust.aggregators import combine
 from zofo.zo import trainable_parameters
 
 _SQRT2 = math.sqrt(2.0)
+SAMPLERS = {
+    "torch": "inverse CDF (uniform + erfinv), one torch generator per direction, on the model's device",
+    "philox": "inverse CDF in fixed point (zofo.philox), one Philox key per direction, any device",
+}
 
 
 @dataclass(frozen=True)
@@ -165,28 +171,37 @@ def truncated_normal_(out: torch.Tensor, c: float, generator: torch.Generator) -
     return out.uniform_(-e, e, generator=generator).erfinv_().mul_(_SQRT2).clamp_(-c, c)
 
 
-def direction(seed: int, out: torch.Tensor) -> torch.Tensor:
-    """Fill the flat tensor ``out`` (d entries) with iid N(0,1) truncated to +-1/sqrt(d), from ``seed``."""
+def direction(seed: int, out: torch.Tensor, generator: str = "torch") -> torch.Tensor:
+    """Fill the flat tensor ``out`` (d entries) with iid N(0,1) truncated to +-1/sqrt(d), from ``seed``:
+    with ``generator="philox"`` the portable numbers of ``zofo.philox`` (the same on every device),
+    with ``"torch"`` torch's generator on ``out``'s device."""
+    c = 1.0 / math.sqrt(out.numel())
+    if generator == "philox":
+        return philox.truncated_normal_(out, seed, c)
     g = torch.Generator(device=out.device).manual_seed(int(seed))
-    return truncated_normal_(out, 1.0 / math.sqrt(out.numel()), g)
+    return truncated_normal_(out, c, g)
 
 
-def project(delta: torch.Tensor, seeds: Sequence[int], scale: float) -> torch.Tensor:
+def project(
+    delta: torch.Tensor, seeds: Sequence[int], scale: float, generator: str = "torch"
+) -> torch.Tensor:
     """gamma_j = scale * v(seeds[j]) . delta, float32, one direction in memory at a time."""
     flat = delta.reshape(-1).float()
     buf = torch.empty_like(flat)
     out = torch.empty(len(seeds), dtype=torch.float32, device=flat.device)
     for j, s in enumerate(seeds):
-        out[j] = torch.dot(direction(s, buf), flat)
+        out[j] = torch.dot(direction(s, buf, generator), flat)
     return out.mul_(scale).cpu()
 
 
-def rebuild(seeds: Sequence[int], coeffs: Sequence[float], out: torch.Tensor) -> torch.Tensor:
+def rebuild(
+    seeds: Sequence[int], coeffs: Sequence[float], out: torch.Tensor, generator: str = "torch"
+) -> torch.Tensor:
     """out += sum_j coeffs[j] * v(seeds[j]) on the flat float32 tensor ``out``."""
     buf = torch.empty_like(out)
     for s, a in zip(seeds, coeffs, strict=True):
         if a != 0.0:
-            out.add_(direction(s, buf), alpha=float(a))
+            out.add_(direction(s, buf, generator), alpha=float(a))
     return out
 
 
@@ -299,6 +314,8 @@ class Ferret(FederatedMethod):
                 f">= the number of blocks ({len(self.blocks)} {p.block_kind} blocks of this model): the "
                 "paper variant gives every block at least one direction; raise K or set blocks: packed",
             )
+        # Every seeded direction of a run comes from the run's generator (zo.generator), ZO's and Ferret's.
+        self.generator = self.ctx.zo.generator
         # official-code: the seed pool, fixed for the run and known to every party.
         self.pool = [derive(self.ctx.seed, "ferret", "pool", k) for k in range(p.K)]
 
@@ -355,7 +372,9 @@ class Ferret(FederatedMethod):
             gammas, starts = [], torch.zeros(p.K, dtype=torch.bool)
             offset = 0
             for blk, (delta, k) in enumerate(zip(deltas, counts, strict=True)):
-                gammas.append(project(delta, direction_seeds(seed, blk, k), 1.0 / (self.rhos[blk] * k)))
+                gammas.append(
+                    project(delta, direction_seeds(seed, blk, k), 1.0 / (self.rhos[blk] * k), self.generator)
+                )
                 starts[offset] = True
                 offset += k
             payload = {
@@ -370,7 +389,7 @@ class Ferret(FederatedMethod):
                 pick = derive(self.ctx.seed, "ferret", "indices", round_idx, client_id, blk)
                 idx = official_indices(pick, p.K, k)
                 coords[blk, idx] = project(
-                    delta, [derive(self.pool[i], blk) for i in idx], self.sizes[blk] / k
+                    delta, [derive(self.pool[i], blk) for i in idx], self.sizes[blk] / k, self.generator
                 )
             payload = {"coords": coords}
         if p.weighting == "examples":
@@ -421,9 +440,9 @@ class Ferret(FederatedMethod):
                 k = counts[i][blk]
                 gammas = down["gammas"][i, offsets[i] : offsets[i] + k].double()
                 if agg.name == "mean":
-                    rebuild(direction_seeds(seed, blk, k), (gammas * omega).tolist(), update)
+                    rebuild(direction_seeds(seed, blk, k), (gammas * omega).tolist(), update, self.generator)
                 else:
-                    rebuild(direction_seeds(seed, blk, k), gammas.tolist(), per_client[i])
+                    rebuild(direction_seeds(seed, blk, k), gammas.tolist(), per_client[i], self.generator)
                 offsets[i] += k
             yield update if agg.name == "mean" else combine(agg.name, "dense", per_client, trim=agg.trim)
 
@@ -435,7 +454,7 @@ class Ferret(FederatedMethod):
             for k, a in enumerate(coords[blk].tolist()):
                 if a == 0.0:
                     continue  # a seed no client drew for this block
-                v = direction(derive(self.pool[k], blk), buf)
+                v = direction(derive(self.pool[k], blk), buf, self.generator)
                 norm = abs(a) * float(torch.linalg.vector_norm(v))
                 update.add_(v, alpha=a * min(1.0, self.params.clip / (norm + 1e-8)))
             yield update
@@ -542,5 +561,5 @@ class Ferret(FederatedMethod):
             if p.variant == "paper"
             else "max(int(||delta_l||/max||delta|| K), 2) of a fixed pool",
             "clip": p.clip if p.variant == "official-code" else None,
-            "sampler": "inverse CDF (uniform + erfinv), one generator per direction, on the model's device",
+            "sampler": SAMPLERS[self.generator],
         }

@@ -36,12 +36,8 @@ class ZOFedSGD(FederatedMethod):
     def setup(self) -> None:
         self.ctx.model.eval()
         # fast mode keeps every client's z until the server applies it: one generation per seed.
-        self.dirs = SeededDirections(
-            trainable_parameters(self.ctx.model),
-            self.ctx.zo.eps,
-            self.ctx.zo.mode,
-            cache_size=self.ctx.cohort_size,
-            fuse=self.ctx.zo.fuse,
+        self.dirs = SeededDirections.from_config(
+            trainable_parameters(self.ctx.model), self.ctx.zo, cache_size=self.ctx.cohort_size
         )
 
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
