@@ -1,4 +1,6 @@
-"""`zofo bench`: its outputs, rows and option errors, and the MeZO-style reference step it times.
+"""`zofo bench`: its outputs, rows and option errors, the MeZO-style reference step it times, the OPT
+shapes of its sizes section, and the drift section's simulation (the wave model's server directions,
+the parties' replay).
 
 No timing is ever asserted: only that every measure is there with a positive finite value and ratio.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import math
 from pathlib import Path
 
@@ -25,6 +28,10 @@ STEP_ROWS = {
     ("forward_pair", ""),
     ("zo_step_lean", "forward_pair"),
     ("zo_step_fast", "forward_pair"),
+    ("zo_step_lean_philox", "forward_pair"),
+    ("zo_step_lean_philox", "zo_step_lean"),
+    ("zo_step_fast_philox", "forward_pair"),
+    ("zo_step_fast_philox", "zo_step_fast"),
     ("mezo_reference_step", "forward_pair"),
     ("mezo_reference_step", "zo_step_lean"),
     ("mezo_reference_step", "zo_step_fast"),
@@ -40,6 +47,20 @@ SCALING_ROWS = {
     ("scaling_feedsign_fresh", "scaling_feedsign_shared"),
 }
 GROWTH_ROWS = {("growth_forward_pair", ""), ("growth_zo_step_fast", "growth_forward_pair")}
+GENERATOR_ROWS = {
+    ("copy", ""),
+    ("gen_torch", "copy"),
+    ("gen_philox", "copy"),
+    ("gen_philox", "gen_torch"),
+    ("gen_philox_torch_ops", "gen_philox"),
+}
+# The sizes section at --quick: OPT "tiny" on the CPU, no memory children.
+SIZE_ROWS = {
+    ("forward_pair", ""),
+    *((f"zo_step_{mode}_{gen}", "forward_pair") for mode in ("lean", "fast") for gen in ("philox", "torch")),
+    ("fedkseed_incremental", ""),
+    ("fedkseed_rebuild", "fedkseed_incremental"),
+}
 MEMORY_MEASURES = ("peak_rss_inference", "peak_rss_zo_lean", "peak_rss_zo_fast", "peak_rss_fo_adamw")
 
 
@@ -84,8 +105,18 @@ def test_quick_run_leaves_threads_and_global_rng_alone(quick_run):
 def test_every_expected_measure_and_ratio_is_there(quick_run):
     rows = read_rows(quick_run)
     rows["ratio_of"] = rows["ratio_of"].fillna("")
-    got = set(zip(rows["measure"], rows["ratio_of"], strict=True))
-    assert STEP_ROWS | SCALING_ROWS | GROWTH_ROWS == got
+    sizes = rows["model"] == "opt-tiny"
+    gens = rows["model"] == "-"
+    packaged = rows[~sizes & ~gens]
+
+    def pairs(part: pd.DataFrame) -> set[tuple[str, str]]:
+        return set(zip(part["measure"], part["ratio_of"], strict=True))
+
+    assert STEP_ROWS | SCALING_ROWS | GROWTH_ROWS == pairs(packaged)
+    assert GENERATOR_ROWS == pairs(rows[gens])
+    assert SIZE_ROWS == pairs(rows[sizes])
+    assert (rows["device"] == "cpu").all() and (rows["dtype"] == "float32").all()
+    assert (rows[sizes]["params"] == bench.opt_parameters("tiny")).all()
     # the FeedSign scaling series has every client count, the growth series every width
     scaling = rows[rows["measure"].str.startswith("scaling_")]
     assert sorted(set(scaling["clients"].astype(int))) == sorted(bench.QUICK.scaling_clients)
@@ -171,10 +202,12 @@ def test_memory_child_reports_a_peak():
     assert math.isfinite(out["peak_rss_mb"]) and out["peak_rss_mb"] >= out["loaded_rss_mb"] > 50
 
 
+@pytest.mark.parametrize("generator", ["torch", "philox"])
 @pytest.mark.parametrize("kind", bench.MEMORY_KINDS)
-def test_every_memory_kind_runs(kind):
+def test_every_memory_kind_runs(kind, generator):
     """The child's work for each kind, run in this process (its peak here is pytest's, not asserted on)."""
-    out = bench.child_run(kind, "tiny-llama", (1, 8), threads=torch.get_num_threads(), seed=0, assets_dir=".")
+    threads = torch.get_num_threads()
+    out = bench.child_run(kind, "tiny-llama", (1, 8), threads, seed=0, assets_dir=".", generator=generator)
     assert out["kind"] == kind and out["params"] > 0 and out["peak_rss_mb"] > 0
 
 
@@ -204,6 +237,20 @@ def parse(argv: list[str]) -> bench.BenchOptions:
         (["--fedkseed-rounds", "1.5"], "--fedkseed-rounds"),
         (["--fedkseed-repeats", "0"], "--fedkseed-repeats"),
         (["--seed", "-3"], "--seed"),
+        (["--device", "gpu"], "--device"),
+        (["--dtype", "fp8"], "--dtype"),
+        (["--sizes", "7b"], "--sizes"),
+        (["--sizes", "125m,125m"], "--sizes"),
+        (["--sections", "packaged,speed"], "--sections"),
+        (["--sections", "packaged", "--device", "cuda"], "--sections"),
+        (["--generators", "mt19937"], "--generators"),
+        (["--gen-numel", "0"], "--gen-numel"),
+        (["--max-seconds", "0"], "--max-seconds"),
+        (["--max-seconds", "soon"], "--max-seconds"),
+        (["--drift-methods", "fedavg"], "--drift-methods"),
+        (["--drift-model", "gpt2"], "--drift-model"),
+        (["--drift-rounds", "0"], "--drift-rounds"),
+        (["--drift", "--sections", "sizes"], "--drift"),
     ],
 )
 def test_bad_option_raises_config_error_naming_it(argv, key):
@@ -262,3 +309,141 @@ def test_goals_table_judges_each_target_from_its_own_ratio():
     assert goals[("fast ZO step / floor", "16x64")] == "no"  # 1.3 > 1.25
     assert goals[("FedKSeed server: rebuild / incremental", "-")] == "yes"  # >= 2 inclusive
     assert goals[("MeZO-style reference / fast step", "1x64")] == "not measured"
+
+
+def test_defaults_follow_the_device():
+    cpu, cuda = parse([]), parse(["--device", "cuda"])
+    assert cpu.run_sections == ("packaged", "generators") and cpu.run_sizes == ()
+    assert parse(["--sizes", "125m"]).run_sections == ("packaged", "generators", "sizes")
+    assert cuda.run_sections == ("generators", "sizes") and cuda.torch_dtype == torch.bfloat16
+    assert cuda.run_sizes == ("125m", "350m", "1.3b", "2.7b", "6.7b", "13b", "30b")
+    assert parse(["--drift"]).run_sections == ("drift",)
+    assert parse(["--device", "cuda", "--sizes", "none"]).run_sizes == ()
+
+
+def test_cuda_where_there_is_none_exits_2_naming_the_device(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = main(["bench", "--quick", "--device", "cuda", "--out", str(tmp_path), "--figures", str(tmp_path)])
+    assert code == 2
+    assert "--device" in capsys.readouterr().err
+    assert not (tmp_path / "bench.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "params"),
+    # the published OPT checkpoints' parameter counts (tied input and output embedding counted once)
+    [("125m", 125_239_296), ("350m", 331_196_416), ("1.3b", 1_315_758_080), ("30b", 29_974_540_288)],
+)
+def test_sizes_have_the_opt_shapes(size, params):
+    assert bench.opt_parameters(size) == params
+
+
+def test_generator_rows_count_the_bytes_they_move(quick_run):
+    rows = read_rows(quick_run)
+    for measure, moved in (("copy", 2), ("gen_torch", 1), ("gen_philox", 1)):
+        r = rows[rows["measure"] == measure].iloc[0]
+        assert r["items"] == bench.QUICK.gen_numel
+        assert r["gb_s"] == pytest.approx(moved * 4 * r["items"] / r["seconds"] / 1e9)
+    vs_torch = rows[(rows["measure"] == "gen_philox") & (rows["ratio_of"] == "gen_torch")].iloc[0]
+    t = rows[rows["measure"] == "gen_torch"].iloc[0]
+    assert vs_torch["ratio"] == pytest.approx(t["seconds"] / vs_torch["seconds"])  # a ratio of rates
+
+
+# ---- the drift section -------------------------------------------------------------------------------
+
+
+def wave_params(wave: int) -> list[torch.Tensor]:
+    """A short tensor, one longer than the wave (odd length), then short ones again."""
+    return [torch.zeros(37), torch.zeros(wave + 4099), torch.zeros(3, 5), torch.zeros(16)]
+
+
+def test_wave_model_keeps_the_stream_up_to_the_wave_and_shifts_everything_after():
+    from zofo.bench.drift import WaveDirections
+    from zofo.zo import SeededDirections
+
+    wave = 1024
+    params = wave_params(wave)
+    stock = list(SeededDirections(params, 1e-3, "fast", generator="torch").z(5))
+    server = WaveDirections(params, 1e-3, "torch", wave=wave).z(5)
+    assert torch.equal(server[0], stock[0])
+    assert torch.equal(server[1][:wave], stock[1][:wave])
+    assert (server[1][wave:] != stock[1][wave:]).float().mean() > 0.99
+    # the skipped wave stays skipped: later tensors come from another offset of the stream
+    assert not torch.equal(server[2], stock[2]) and not torch.equal(server[3], stock[3])
+
+
+def test_philox_is_the_same_whatever_the_launch_split():
+    from zofo.bench.drift import WaveDirections
+    from zofo.zo import SeededDirections
+
+    params = wave_params(1024)
+    stock = list(SeededDirections(params, 1e-3, "fast", generator="philox").z(5))
+    server = WaveDirections(params, 1e-3, "philox", wave=1024).z(5)
+    assert all(torch.equal(a, b) for a, b in zip(server, stock, strict=True))
+
+
+def test_wave_server_update_moves_weights_along_its_own_z():
+    from zofo.bench.drift import WaveDirections
+
+    params = wave_params(1024)
+    server = WaveDirections(params, 1e-3, "torch", wave=1024)
+    server.update(9, 0.5)
+    for p, z in zip(params, server.z(9), strict=True):
+        assert torch.equal(p, -0.5 * z)
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """FeedSign's clients for 3 rounds on tiny-llama, then servers replaying them, in this process."""
+    from dataclasses import replace
+
+    from zofo.bench import drift
+
+    tmp = tmp_path_factory.mktemp("drift")
+    opts = replace(bench.QUICK, drift_methods=("feedsign",))
+    party, out = drift.Party(), {}
+    threads = torch.get_num_threads()
+    for gen in ("torch", "philox"):
+        config = drift.run_config(opts, "feedsign", gen)
+        log = str(tmp / f"{gen}.pt")
+        party.run(drift.PartyTask("clients", "feedsign", gen, "", config, log, str(tmp / f"{gen}-c.json")))
+        for scenario in ("same", "wave"):
+            path = tmp / f"{gen}-{scenario}.json"
+            party.run(drift.PartyTask("server", "feedsign", gen, scenario, config, log, str(path)))
+            out[gen, scenario] = json.loads(path.read_text())
+    out["threads_kept"] = torch.get_num_threads() == threads
+    return out
+
+
+def test_server_replaying_on_the_same_hardware_holds_the_clients_weights_exactly(replay):
+    for gen in ("torch", "philox"):
+        r = replay[gen, "same"]
+        assert r["broadcasts_equal"] and r["z_differ"] == 0 and r["max_abs_drift"] == 0.0
+        assert r["rel_l2_drift"] == 0.0  # the clients did move: the ratio is defined and zero
+    assert replay["threads_kept"]
+
+
+def test_stock_generator_drifts_under_the_wave_model_and_philox_does_not(replay):
+    torch_wave, philox_wave = replay["torch", "wave"], replay["philox", "wave"]
+    assert torch_wave["broadcasts_equal"] and torch_wave["z_differ"] > 0.5
+    assert torch_wave["max_abs_drift"] > 0 and torch_wave["rel_l2_drift"] > 0.1
+    assert philox_wave["z_differ"] == 0 and philox_wave["max_abs_drift"] == 0.0
+    # the server's model is the one evaluated: it reports its own accuracy at round 0 and at the end
+    assert set(torch_wave["server_metrics"]) >= {"0", "3"}
+
+
+def test_parties_on_different_instruction_sets_draw_different_stock_z_and_the_same_philox_z(tmp_path):
+    """The isa scenario end to end: every party its own process, ATEN_CPU_CAPABILITY set per party."""
+    from dataclasses import replace
+
+    from zofo.bench import drift
+
+    opts = replace(bench.QUICK, drift_methods=("feedsign",), drift_rounds=1, drift_jobs=2)
+    df = drift.drift_frame(opts, tmp_path).set_index(["generator", "scenario"])
+    assert (df["client_capability"] == "DEFAULT").all()
+    assert df.loc[("torch", "isa"), "server_capability"] == "AVX2"
+    assert df.loc[("torch", "isa"), "z_differ"] > 0.1  # ASSETS.md measured 38%
+    assert df.loc[("torch", "isa"), "z_max_abs_diff"] < 1e-5  # last bits of fp32 log/cos, not other draws
+    assert (df.xs("philox", level="generator")["z_differ"] == 0).all()
+    assert (df.xs("same", level="scenario")["max_abs_drift"] == 0).all()
+    assert df["broadcasts_equal"].all()

@@ -33,7 +33,15 @@ import torch
 
 from zofo.bench.common import CSV_COLUMNS, RANDOM_NOTE, Rows, log, median_time
 from zofo.bench.fed import EPS, LR, forward_pair, mezo_reference_step, zo_step
-from zofo.bench.models import LOSS_TEXT, BenchModel, load_bench_model, make_batch, make_loss
+from zofo.bench.models import (
+    LOSS_TEXT,
+    BenchModel,
+    load_bench_model,
+    make_batch,
+    make_loss,
+    opt_config,
+    opt_parameters,
+)
 from zofo.bench.options import (
     DEFAULT_MODELS,
     OPT_SIZES,
@@ -74,6 +82,8 @@ __all__ = [
     "make_loss",
     "median_time",
     "mezo_reference_step",
+    "opt_config",
+    "opt_parameters",
     "options_from_args",
     "run_bench",
     "run_child",

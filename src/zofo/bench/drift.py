@@ -364,7 +364,11 @@ class Party:
 
     def run(self, task: PartyTask) -> None:
         t0 = time.perf_counter()
-        out = self.clients(task) if task.role == "clients" else self.server(task)
+        threads = torch.get_num_threads()
+        try:
+            out = self.clients(task) if task.role == "clients" else self.server(task)
+        finally:
+            torch.set_num_threads(threads)
         out.update(
             {
                 "role": task.role,

@@ -10,6 +10,9 @@ larger than any cache):
   CPU, cuRAND's Philox on CUDA); ``gb_s`` counts the bytes written; ratio to ``copy``.
 - ``gen_philox``: ``zofo.philox.normal_``; ratio to ``copy`` and to ``gen_torch`` (both write the same
   bytes, so the second is the ratio of normals per second: above 1, the portable generator is faster).
+- ``gen_philox_torch_ops``: the same numbers from zofo.philox's plain torch ops, eager (what a CPU
+  without the compiled kernel, or a GPU without torch.compile, runs); ratio of normals per second to
+  ``gen_philox``.
 
 The CPU rows are always measured (at the bench's threads), the device's too when it is a GPU.
 """
@@ -45,7 +48,8 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
     dev, dt = str(device), dtype_name(dtype)
     common = {"items": n, "device": dev, "dtype": dt}
 
-    t_copy, calls = median_time(lambda i: out.copy_(src), opts.repeats, device=device)
+    budget = opts.max_seconds
+    t_copy, calls = median_time(lambda i: out.copy_(src), opts.repeats, device=device, budget=budget)
     copy_gb_s = 2 * size / t_copy / GB
     rows.add(
         "-",
@@ -59,7 +63,9 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
         **common,
     )
 
-    t_torch, calls = median_time(lambda i: out.normal_(generator=g), opts.repeats, device=device)
+    t_torch, calls = median_time(
+        lambda i: out.normal_(generator=g), opts.repeats, device=device, budget=budget
+    )
     torch_gb_s = size / t_torch / GB
     kind = "mt19937" if device.type == "cpu" else "Philox (cuRAND)"
     rows.add(
@@ -78,7 +84,7 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
 
     # A new stream per call: nothing is reused between calls, as a new seed's z is not.
     t_philox, calls = median_time(
-        lambda i: philox.normal_(out, seed, 1 + i % 1000), opts.repeats, device=device
+        lambda i: philox.normal_(out, seed, 1 + i % 1000), opts.repeats, device=device, budget=budget
     )
     philox_gb_s = size / t_philox / GB
     rows.add(
@@ -94,8 +100,33 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
         note=join("zofo.philox.normal_; bytes written", f"kernel: {_kernel(device)}"),
         **common,
     )
+    # The same numbers from plain torch ops, eager: what a CPU without the compiled kernel runs, and a
+    # GPU without torch.compile. bf16 targets go through float32 in both paths.
+    eager = philox._EAGER["normal"]
+    target = out if dtype in (torch.float32, torch.float64) else torch.empty(n, device=device)
+    t_eager, calls = median_time(
+        lambda i: eager(seed, 1 + i % 1000, 0, target), opts.repeats, device=device, budget=budget
+    )
+    eager_gb_s = target.numel() * target.element_size() / t_eager / GB
+    rows.add(
+        "-",
+        0,
+        "-",
+        "gen_philox_torch_ops",
+        seconds=t_eager,
+        gb_s=eager_gb_s,
+        value=n / t_eager,
+        of={"gen_philox": n / t_philox},
+        repeats=calls,
+        note=join(
+            "zofo.philox's torch ops, eager (no C kernel, no torch.compile); bytes written",
+            "" if target is out else "into float32 (the bf16/fp16 path's first step)",
+        ),
+        **{**common, "dtype": dtype_name(target.dtype)},
+    )
     log(
         f"generators on {dev} {dt}: torch {n / t_torch:.3g}/s, philox {n / t_philox:.3g}/s, "
+        f"philox torch ops {n / t_eager:.3g}/s, "
         f"copy {copy_gb_s:.3g} GB/s"
     )
     return {"torch": n / t_torch, "philox": n / t_philox}
@@ -104,22 +135,22 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
 def _kernel(device: torch.device) -> str:
     from zofo import philox
 
-    describe = getattr(philox, "kernel", None)
-    text = describe() if callable(describe) else ""
-    if device.type == "cuda":
-        return "torch ops (torch.compile on CUDA)"
-    return str(text)
+    return "torch ops fused by torch.compile" if device.type == "cuda" else philox.kernel()
 
 
 def run_generators(rows: Rows) -> dict[tuple[str, str], float]:
     """Every (device, dtype) the run needs; returns normals per second by (device type, generator) for
     the sizes section's time estimates (at the sizes' dtype where measured)."""
     opts = rows.opts
-    dtypes = [torch.float32, *([opts.torch_dtype] if opts.torch_dtype != torch.float32 else [])]
-    devices = [torch.device("cpu"), *([torch.device(opts.device)] if opts.on_cuda else [])]
     rates: dict[tuple[str, str], float] = {}
-    for device in devices:
-        for dtype in dtypes:
-            for gen, rate in generator_rows(rows, device, dtype).items():
-                rates[(device.type, gen)] = rate  # the last dtype, the sizes' own, wins
+    # The CPU in float32 always (what zo.generator: torch draws for any device, and the portable
+    # generator's CPU kernel); the sizes' device in float32 and in the sizes' dtype.
+    runs = [(torch.device("cpu"), torch.float32)]
+    if opts.on_cuda:
+        runs += [(torch.device(opts.device), dt) for dt in dict.fromkeys([torch.float32, opts.torch_dtype])]
+    elif opts.torch_dtype != torch.float32:
+        runs.append((torch.device("cpu"), opts.torch_dtype))
+    for device, dtype in runs:
+        for gen, rate in generator_rows(rows, device, dtype).items():
+            rates[(device.type, gen)] = rate  # the last dtype, the sizes' own, wins
     return rates

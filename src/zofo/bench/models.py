@@ -9,23 +9,20 @@ timing and memory only: their losses mean nothing.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from zofo.bench.options import OPT_SIZES, format_shape
+from zofo.bench.options import OPT_SIZES, RAND_LLAMA, RAND_LLAMA_HEAD_DIM, format_shape
 from zofo.errors import ConfigError
 from zofo.rng import derive, torch_rng
 from zofo.zo import trainable_parameters
 
-# rand-llama-h<hidden>: a Llama built here with random weights. Head size 32 (SmolLM2's is 64, but
-# 32 lets the smallest growth sizes have heads at all), 4 layers, MLP 8/3 x hidden as Llama's,
-# tied embeddings, a vocabulary of 8192 so the embedding does not swamp the small widths.
-RAND_LLAMA = re.compile(r"rand-llama-h(\d+)")
-RAND_LLAMA_HEAD_DIM = 32
+# rand-llama-h<hidden> (zofo.bench.options): a Llama built here with random weights. 4 layers, MLP
+# 8/3 x hidden as Llama's, tied embeddings, a vocabulary of 8192 so the embedding does not swamp the
+# small widths.
 RAND_LLAMA_LAYERS = 4
 RAND_LLAMA_VOCAB = 8192
 RAND_LLAMA_MAX_TOKENS = 2048

@@ -21,6 +21,10 @@ DTYPES: dict[str, torch.dtype] = {
 }
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 DEFAULT_MODELS: tuple[str, ...] = ("smollm2-135m", "minilm-l6", "rand-llama-h256")
+# rand-llama-h<hidden>: a random-init Llama (zofo.bench.models). Head size 32 (SmolLM2's is 64, but 32
+# lets the smallest growth sizes have heads at all).
+RAND_LLAMA = re.compile(r"rand-llama-h(\d+)")
+RAND_LLAMA_HEAD_DIM = 32
 DRIFT_METHODS: tuple[str, ...] = ("feedsign", "fedkseed")
 # OPT-style decoder shapes (Zhang et al. 2022, table 1): hidden, layers, heads, FFN width. 350m is the
 # one OPT with a 512-wide embedding projected in and out and the layer norm after each block. "tiny"
@@ -47,7 +51,6 @@ def model_allowed() -> str:
 
 
 def check_model(name: str) -> None:
-    from zofo.bench.models import RAND_LLAMA, RAND_LLAMA_HEAD_DIM
     from zofo.models import PACKAGED
 
     if name in PACKAGED:
@@ -162,8 +165,6 @@ class BenchOptions:
             for v in values:
                 _positive_int(key, v)
             _distinct(key, values)
-        from zofo.bench.models import RAND_LLAMA_HEAD_DIM
-
         for h in self.growth_hidden:
             if h % RAND_LLAMA_HEAD_DIM:
                 raise ConfigError("--growth-hidden", h, f"multiples of {RAND_LLAMA_HEAD_DIM} (the head size)")

@@ -164,7 +164,7 @@ def _rate(x: float) -> str:
 
 def generator_table(df: pd.DataFrame) -> pd.DataFrame:
     """One line per device and dtype: normals per second of each generator, GB/s, and the ratios."""
-    part = df[df["measure"].isin(("copy", "gen_torch", "gen_philox"))]
+    part = df[df["measure"].isin(("copy", "gen_torch", "gen_philox", "gen_philox_torch_ops"))]
     out = []
     for (device, dtype), g in part.groupby(["device", "dtype"], sort=False):
 
@@ -174,6 +174,7 @@ def generator_table(df: pd.DataFrame) -> pd.DataFrame:
 
         copy, torch_row, philox_row = pick("copy"), pick("gen_torch", "copy"), pick("gen_philox", "copy")
         vs_torch = pick("gen_philox", "gen_torch")
+        ops = pick("gen_philox_torch_ops", "gen_philox")
         if copy is None or torch_row is None or philox_row is None or vs_torch is None:
             continue
         out.append(
@@ -189,6 +190,7 @@ def generator_table(df: pd.DataFrame) -> pd.DataFrame:
                 "copy GB/s (read + write)": _rate(copy["gb_s"]),
                 "philox / copy": f"{philox_row['ratio']:.3g}",
                 "torch / copy": f"{torch_row['ratio']:.3g}",
+                "philox torch ops / philox": "" if ops is None else f"{ops['ratio']:.3g}",
             }
         )
     return pd.DataFrame(out)
@@ -310,7 +312,8 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
             "",
             "Normals per second of the portable generator (zofo.philox) and of torch's own generator on "
             "the same device (mt19937 on the CPU, cuRAND's Philox on CUDA), at the bench's threads; the "
-            "bytes they write per second against a device-to-device copy (bytes read + written).",
+            "bytes they write per second against a device-to-device copy (bytes read + written); the "
+            "portable generator's plain torch ops, eager (no C kernel, no torch.compile), against it.",
             "",
             to_markdown(gens).rstrip(),
         ]
