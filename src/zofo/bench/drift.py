@@ -458,35 +458,44 @@ def _split(tasks: list[PartyTask], capability: str, parts: int) -> list[tuple[st
 def drift_frame(opts: BenchOptions, work: Path) -> pd.DataFrame:
     """Run every party and return one row per (method, generator, scenario)."""
     generators = ("torch", "philox")
-    clients: list[PartyTask] = []
-    servers: dict[str, list[PartyTask]] = {}
+    # One chain per (method, generator) in a process of the clients' capability: the clients' run,
+    # then the replays of the servers that draw like the clients (same prepared data, no new start-up).
+    # The servers on another capability replay in processes of their own once every chain is done.
+    chains: list[list[PartyTask]] = []
+    others: dict[str, list[PartyTask]] = {}
     for method in opts.drift_methods:
         for gen in generators:
             config = run_config(opts, method, gen)
             log_path = str(work / f"{method}-{gen}-clients.pt")
-            clients.append(
+            chain = [
                 PartyTask(
                     "clients", method, gen, "", config, log_path, str(work / f"{method}-{gen}-clients.json")
                 )
-            )
+            ]
             for scenario in SCENARIOS:
-                servers.setdefault(SERVER_CAPABILITY[scenario], []).append(
-                    PartyTask(
-                        "server",
-                        method,
-                        gen,
-                        scenario,
-                        config,
-                        log_path,
-                        str(work / f"{method}-{gen}-{scenario}.json"),
-                    )
+                task = PartyTask(
+                    "server",
+                    method,
+                    gen,
+                    scenario,
+                    config,
+                    log_path,
+                    str(work / f"{method}-{gen}-{scenario}.json"),
                 )
-    log(f"drift: {len(clients)} clients runs, then {sum(map(len, servers.values()))} server replays")
-    _run_parties(_split(clients, CLIENT_CAPABILITY, opts.drift_jobs), opts.drift_jobs, work)
+                cap = SERVER_CAPABILITY[scenario]
+                (chain if cap == CLIENT_CAPABILITY else others.setdefault(cap, [])).append(task)
+            chains.append(chain)
+    n_other = sum(len(t) for t in others.values())
+    log(f"drift: {len(chains)} clients runs, each with its same-capability replays; then {n_other} replays")
+    jobs = opts.drift_jobs
+    groups = [
+        (CLIENT_CAPABILITY, [t for c in chains[i::jobs] for t in c]) for i in range(min(jobs, len(chains)))
+    ]
+    _run_parties(groups, jobs, work)
     groups = []
-    for cap, tasks in servers.items():
-        groups += _split(tasks, cap, opts.drift_jobs)
-    _run_parties(groups, opts.drift_jobs, work)
+    for cap, tasks in others.items():
+        groups += _split(tasks, cap, jobs)
+    _run_parties(groups, jobs, work)
     rows = []
     for method in opts.drift_methods:
         for gen in generators:
