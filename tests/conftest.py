@@ -34,6 +34,11 @@ SMALL = {
 }
 
 
+def devices() -> list[str]:
+    """The devices device-parametrised tests run on: the CPU always, CUDA where this machine has it."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 def load_tiny_llama(seed: int = 0) -> LoadedModel:
     return load_model(ModelConfig(name="tiny-llama"), seed=seed)
 
@@ -80,6 +85,9 @@ def deep_update(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
 
 
 TINY_RUN: dict[str, Any] = {
+    # The suite's bit-for-bit expectations are the CPU's; tests parametrised over devices() cover the
+    # accelerators a machine has.
+    "device": "cpu",
     "model": {"name": "tiny-llama"},
     "task": {"name": "bbc-news", "eval_max_examples": 16, "max_input_tokens": 8},
     "partition": {"name": "dirichlet", "num_clients": 3},
