@@ -109,6 +109,15 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
 
 
+# The environment of `snakemake` subprocesses: offline, and importing zofo from this checkout, even in
+# job processes that start in another working directory (where a relative PYTHONPATH would miss it).
+WORKFLOW_ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+}
+
+
 def run_workflow(
     workdir: Path, configfile: Path, *extra: str, cores: str | None = "2"
 ) -> subprocess.CompletedProcess:
@@ -130,9 +139,7 @@ def run_workflow(
         str(configfile),
         *extra,
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=540, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540, env=WORKFLOW_ENV)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -144,9 +151,7 @@ def dry_run(workdir: Path, configfile: Path, *extra: str) -> str:
         sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(configfile), *extra,
     ]  # fmt: skip
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=WORKFLOW_ENV)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
