@@ -8,6 +8,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import json  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Mapping  # noqa: E402
@@ -32,6 +33,11 @@ SMALL = {
     "ferret": {"K": 40, "local_steps": 2},
     "oneshot": {"local_epochs": 0.05},
 }
+
+
+def devices() -> list[str]:
+    """The devices device-parametrised tests run on: the CPU always, CUDA where this machine has it."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def load_tiny_llama(seed: int = 0) -> LoadedModel:
@@ -80,6 +86,9 @@ def deep_update(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
 
 
 TINY_RUN: dict[str, Any] = {
+    # The suite's bit-for-bit expectations are the CPU's; tests parametrised over devices() cover the
+    # accelerators a machine has.
+    "device": "cpu",
     "model": {"name": "tiny-llama"},
     "task": {"name": "bbc-news", "eval_max_examples": 16, "max_input_tokens": 8},
     "partition": {"name": "dirichlet", "num_clients": 3},
@@ -108,6 +117,15 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
 
 
+# The environment of `snakemake` subprocesses: offline, and importing zofo from this checkout, even in
+# job processes that start in another working directory (where a relative PYTHONPATH would miss it).
+WORKFLOW_ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+}
+
+
 def run_workflow(
     workdir: Path, configfile: Path, *extra: str, cores: str | None = "2"
 ) -> subprocess.CompletedProcess:
@@ -129,8 +147,30 @@ def run_workflow(
         str(configfile),
         *extra,
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=540, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540, env=WORKFLOW_ENV)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
+
+
+def dry_run(workdir: Path, configfile: Path, *extra: str) -> str:
+    """``snakemake -n`` of the project's Snakefile with ``configfile`` in ``workdir``, offline; its
+    output (the plan: one block per job, with its resources). Fails the test unless it exits 0."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(configfile), *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=WORKFLOW_ENV)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def planned_runs(plan: str) -> dict[str, dict[str, str]]:
+    """The jobs of rule ``run`` in a dry run's output: run folder -> its resources (name -> value as
+    printed, e.g. ``{"gpu": "1", "mem_mb": "4000"}``)."""
+    jobs: dict[str, dict[str, str]] = {}
+    for block in plan.split("\nrule run:")[1:]:
+        run = re.search(r"^\s+wildcards: run=(\S+)$", block, re.MULTILINE).group(1)
+        line = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE).group(1)
+        jobs[run] = dict(item.split("=", 1) for item in line.split(", "))
+    return jobs

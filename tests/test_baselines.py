@@ -4,6 +4,7 @@ workflow configs that validate against the workflow schema and build a RunConfig
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import jsonschema
 import pandas as pd
 import pytest
 import yaml
+from conftest import dry_run, planned_runs
 
 from zofo import study
 from zofo.config import RunConfig
@@ -21,6 +23,7 @@ PAPERS = sorted(p.name for p in BASELINES.iterdir() if p.is_dir())
 REPORTED_COLUMNS = ["paper", "table", "method", "model", "task", "metric", "value", "source_note"]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 CONFIGS = [p for paper in PAPERS for p in sorted((BASELINES / paper).glob("config*.yaml"))]
+MINIS = [BASELINES / paper / "config-gpu-mini.yaml" for paper in PAPERS]
 
 
 def headings(text: str) -> list[str]:
@@ -44,6 +47,7 @@ def test_template_has_the_sections() -> None:
         "How zofo implements it",
         "Run at paper scale",
         "CPU miniature",
+        "GPU miniature",
         "Expected results",
     ]
 
@@ -88,14 +92,50 @@ def test_config_validates_and_every_run_builds(path: Path) -> None:
     assert config["results_dir"].startswith(f"results/baselines/{paper}")
     assert config["figures_dir"].startswith(f"figures/baselines/{paper}")
     runs = study.expand_runs(config)
-    assert len(runs) == len(config["methods"]) * len(config["alphas"]) * len(config["seeds"])
+    cells = math.prod(len(values) for values in study.main_grid(config).values())
+    assert len(runs) == len(config["methods"]) * cells * len(config["seeds"])
     for run in runs:
         cfg = RunConfig.from_dict(run)
         cfg.method_params()
         assert cfg.label == config["label"]
+        # Every paper-scale config and miniature runs on a GPU, in a precision its comments justify.
+        assert cfg.device == "cuda" and cfg.dtype in ("float32", "bfloat16", "float16"), path
     # The figure rule draws one setting per study: every run shares the model, task and partition.
     settings = {(r["model"]["name"], r["task"]["name"], r["partition"]["name"]) for r in runs}
     assert len(settings) == 1 and len(config["alphas"]) == 1, settings
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_config_plans_one_gpu_per_run(path: Path, tmp_path: Path) -> None:
+    """`snakemake -n --resources gpu=2 --configfile <config>`: the workflow accepts the config and plans
+    every run it declares (all studies) with gpu=1, so two run at once, each on its own card."""
+    config = yaml.safe_load(path.read_text())
+    where = [f"results_dir={tmp_path / 'results'}", f"figures_dir={tmp_path / 'figures'}"]
+    plan = dry_run(tmp_path, path, "--cores", "4", "--resources", "gpu=2", "--config", *where)
+    jobs = planned_runs(plan)
+    runs, _ = study.expand(config)
+    assert set(jobs) == set(runs)
+    assert {res["gpu"] for res in jobs.values()} == {"1"}, jobs
+
+
+@pytest.mark.parametrize("path", MINIS, ids=lambda p: p.parent.name)
+def test_every_paper_has_a_gpu_miniature(path: Path) -> None:
+    paper = path.parent.name
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    assert config["results_dir"] == f"results/baselines/{paper}/gpu-mini"
+    assert config["figures_dir"] == f"figures/baselines/{paper}/gpu-mini"
+    defaults = config["run_defaults"]
+    assert defaults["device"] == "cuda" and defaults["zo"]["generator"] == "philox"
+    header = text.split("\n\n", 1)[0]
+    # Sized for one GPU, with the estimate written down.
+    assert "at most 8 minutes" in header and "Sizing" in header, header
+    # A hub model cannot load on a machine without a hub: the header says so. A model built from its
+    # config would make every accuracy meaningless: such a miniature must say it reports cost only.
+    if "/" in defaults["model"]["name"]:
+        assert "model hub" in header, header
+    if defaults["model"]["name"] in ("tiny-llama", "tiny-bert"):
+        assert "cost only" in header, header
 
 
 def test_results_folders_are_distinct() -> None:

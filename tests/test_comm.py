@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import devices
 
 from zofo.engine.comm import decode, encode, payload_bits, spec_of, transmit
 
@@ -101,3 +102,23 @@ def test_decoded_tensors_do_not_alias_the_sender():
     received, _ = transmit(p)
     p["v"].add_(1.0)
     assert torch.equal(received["v"], torch.zeros(4))
+
+
+def test_decode_rebuilds_every_field_on_the_requested_device():
+    # meta exists on every machine: a field left on the CPU would show here as a cpu tensor.
+    p = sample_payload()
+    received, bits = transmit(p, device="meta")
+    assert bits == expected_bits(p)
+    for k, v in p.items():
+        assert received[k].device.type == "meta", k
+        assert received[k].dtype == v.dtype and received[k].shape == v.shape, k
+
+
+@pytest.mark.parametrize("device", devices())
+def test_round_trip_onto_a_device_keeps_the_bits(device):
+    p = {k: v.to(device) for k, v in sample_payload().items()}
+    received, _ = transmit(p, device=device)
+    for k in p:
+        assert received[k].device.type == torch.device(device).type, k
+    # the sender's tensors may live on the device too: encode reads them back from wherever they are
+    assert_same({k: v.cpu() for k, v in received.items()}, sample_payload())

@@ -336,3 +336,30 @@ def test_every_seeded_method_runs_on_philox_and_records_it(name, tmp_path):
         )
     ]
     assert first[-1] != torch_rows[-1]  # the generator really changed the directions
+
+
+@pytest.mark.slow  # two inductor compiles: about a minute on 2 cores
+def test_fused_torch_path_changes_no_bit(tmp_path):
+    # On a GPU the torch path runs fused by torch.compile; the same fusion on the CPU (inductor's C++
+    # backend) must give the eager ops' bits, for several lengths and a start mid-block.
+    code = """
+import os, sys, hashlib, torch
+from zofo import philox
+out = []
+for n, start in [(1000, 3), (70_001, 2**33 + 2)]:
+    out.append(philox._normal_torch(9, 4, start, torch.empty(n)).numpy().tobytes())
+out.append(philox._truncated_torch(9, 1, 0.02, torch.empty(5003)).numpy().tobytes())
+print(hashlib.sha256(b"".join(out)).hexdigest())
+"""
+    env = {**os.environ, "ZOFO_PHILOX_KERNEL": "torch", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    digests = {
+        mode: subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "ZOFO_PHILOX_COMPILE": mode},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for mode in ("none", "all")
+    }
+    assert digests["none"] == digests["all"] and len(digests["none"]) == 65

@@ -18,7 +18,7 @@ from zofo.config import RunConfig
 from zofo.engine.simulate import CHECKPOINT, run
 from zofo.registry import METHODS
 
-MACHINE_COLUMNS = {"client_seconds", "server_seconds", "eval_seconds", "peak_rss_mb"}
+MACHINE_COLUMNS = {"client_seconds", "server_seconds", "eval_seconds", "peak_rss_mb", "peak_device_mb"}
 
 
 def rows(out: Path) -> list[dict]:

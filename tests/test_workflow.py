@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import yaml
-from conftest import ROOT, run_workflow
+from conftest import ROOT, dry_run, planned_runs, run_workflow
 
 
 def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
@@ -162,3 +163,59 @@ def test_slurm_profile_plans_every_run_with_its_resources(tmp_path: Path) -> Non
     for job in jobs:
         res = re.search(r"resources: (.*)", job).group(1)
         assert f"cpus_per_task={want['cpus_per_task']}" in res and f"runtime={want['runtime']}" in res, res
+
+
+def smoke_with(tmp_path: Path, **top: object) -> Path:
+    """config/smoke.yaml with ``top`` laid over its top level (run_defaults and methods merged key by
+    key), written to ``tmp_path``, its results there too."""
+    from zofo.study import deep_merge
+
+    smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    where = {"results_dir": str(tmp_path / "results"), "figures_dir": str(tmp_path / "figures")}
+    cfg = deep_merge(smoke, {**top, **where})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_gpu_runs_hold_one_gpu_each_and_cpu_runs_none(tmp_path: Path) -> None:
+    """`snakemake -n --resources gpu=2`: every run whose device is cuda is planned with gpu=1 (so at most
+    two run at once), every cpu run with gpu=0."""
+    from zofo.study import expand
+
+    config = smoke_with(tmp_path, run_defaults={"device": "cuda"}, methods={"zo-fedsgd": {"device": "cpu"}})
+    jobs = planned_runs(dry_run(tmp_path, config, "--cores", "4", "--resources", "gpu=2"))
+    runs, _ = expand(yaml.safe_load(config.read_text()))
+    assert set(jobs) == set(runs)
+    cpu = {run for run in runs if run.startswith("zo-fedsgd/")}
+    assert cpu and len(cpu) < len(runs)
+    for run, res in jobs.items():
+        assert res["gpu"] == ("0" if run in cpu else "1"), (run, res)
+        assert "gpu_model" not in res
+
+
+def test_slurm_profile_submits_gpu_runs_with_a_gpu(tmp_path: Path) -> None:
+    """`snakemake --profile workflow/profiles/slurm -n` on GPU runs (`device: auto` scheduled as cuda,
+    one GPU type): each run job carries gpu=1 and gpu_model, which the Slurm plugin turns into
+    `--gpus=<model>:1`; a CPU run gets no GPU request."""
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    config = smoke_with(
+        tmp_path,
+        auto_device="cuda",
+        gpu_model="h100",
+        run_defaults={"device": "auto"},
+        methods={"zo-fedsgd": {"device": "cpu"}},
+    )
+    plan = dry_run(tmp_path, config, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"))
+    jobs = planned_runs(plan)
+    assert jobs
+    for run, res in jobs.items():
+        # What the plugin reads of a job: its resources, integers as Snakemake hands them over.
+        values = {k: int(v) if v.isdigit() else v for k, v in res.items()}
+        resources = SimpleNamespace(**values, get=lambda k, d=None, v=values: v.get(k, d))
+        gres = set_gres_string(SimpleNamespace(resources=resources))
+        if run.startswith("zo-fedsgd/"):
+            assert res["gpu"] == "0" and "gpu_model" not in res and gres == "", (run, res, gres)
+        else:
+            assert res["gpu"] == "1" and res["gpu_model"] == "h100" and gres == " --gpus=h100:1", (run, gres)

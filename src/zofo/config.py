@@ -299,9 +299,22 @@ class RunConfig:
     # Save a checkpoint at every evaluation row and resume from it when the run folder has one
     # (a killed run continues where it was and ends with the same results as an uninterrupted one).
     checkpoint: bool = True
+    # Where the run computes: auto (cuda if available, else mps, else cpu) | cpu | cuda | cuda:N | mps.
+    # Not part of the run's identity (its hash): the same experiment on another device is the same run.
+    device: str = "auto"
+    # Precision of the model's weights; losses are computed in float32 either way. Reduced precision
+    # changes the numbers, so a non-default dtype is part of the run's identity.
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     def __post_init__(self) -> None:
         positive("threads", self.threads)
+        from zofo.device import DTYPES, check_device_name  # here: device imports torch, config stays light
+
+        check_device_name(self.device)
+        if self.dtype not in DTYPES:
+            raise ConfigError(
+                "dtype", self.dtype, f"one of {list(DTYPES)}" + did_you_mean(self.dtype, DTYPES)
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
@@ -352,10 +365,13 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of the resolved config: runs with equal hashes are the same experiment.
 
-        Settings added after results existed (the robustness sections, model.layers, zo.generator)
-        leave the hash alone while at their defaults, which reproduce the earlier behaviour exactly: an
-        honest run of the full model keeps its identity."""
+        Settings added after results existed (the robustness sections, model.layers, zo.generator,
+        dtype) leave the hash alone while at their defaults, which reproduce the earlier behaviour
+        exactly: an honest run of the full model keeps its identity. Keys that say where a run
+        computes, not what it computes (``device``), never enter it."""
         data = self.to_dict()
+        for key in _NOT_IDENTITY:
+            del data[key]
         for dotted, default in _HASH_WHEN_SET.items():
             *head, leaf = dotted.split(".")
             node = data
@@ -372,7 +388,9 @@ _HASH_WHEN_SET = {
     "aggregator": dataclasses.asdict(AggregatorConfig()),
     "model.layers": None,
     "zo.generator": "torch",
+    "dtype": "float32",
 }
+_NOT_IDENTITY = ("device",)
 
 
 def _plain(obj: Any) -> Any:

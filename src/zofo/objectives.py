@@ -8,6 +8,21 @@
   as the (normalised) embeddings of the label names: a zero-shot cosine classifier to start from.
 - causal LM x generation: the loss is the next-token cross-entropy on the response tokens only; the
   score is Rouge-L of greedy decoding (see ``zofo.objectives_generation``).
+
+Devices and precision. Batches are collated on the CPU and moved to the model's device here, in the
+objective (``on_device``), the one place every loss and evaluation passes through. Whatever the
+weights' dtype (the ``dtype`` key), scores and logits are upcast to float32 before the cross-entropy,
+so losses, and a ZO estimate's l+ and l-, are float32 numbers.
+
+A ZO estimate in reduced precision perturbs and restores in the weights' dtype: each of the three
+``add_`` calls of perturb(+1), perturb(-2), perturb(+1) rounds once, to half an ulp of a value no larger
+than |w| + 2 eps |z|, so a restored weight differs from the original by at most 1.5 ulp of
+|w| + 2 eps |z| in that dtype (tested in bfloat16, where one ulp is 2^-7 to 2^-8 of the value; the
+measured worst case is 1 ulp). The bound is per step and the drift is not corrected, so it accumulates
+over steps like any rounding; and an update lr * g * z smaller than half an ulp of a weight leaves it
+unchanged. The perturbation itself, eps |z| with eps = 1e-3, is several bfloat16 ulps of a weight of
+magnitude 0.02 (a typical initialisation), so l+ and l- still differ; on weights near 1 (norm scales)
+it is below half an ulp and those weights are not perturbed at all.
 """
 
 from __future__ import annotations
@@ -72,6 +87,16 @@ class Objective:
     def evaluate(self, ds: datasets.Dataset) -> dict[str, float]:
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model lives: batches are collated on the CPU and moved there by ``on_device``."""
+        return next(self.model.parameters()).device
+
+    def on_device(self, batch: Batch) -> Batch:
+        """The batch on the model's device (the tensors themselves when they are there already)."""
+        device = self.device
+        return {k: v.to(device) for k, v in batch.items()}
+
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -89,7 +114,7 @@ class LabelWordObjective(Objective):
                 list(task.label_words),
                 "words whose first tokens differ for this tokenizer (they are scored by their first token)",
             )
-        self.label_token_ids = torch.tensor(first)
+        self.label_token_ids = torch.tensor(first, device=self.device)
         pre, _, post = task.prompt.partition("{text}")
         self._pre, self._post = self._ids(pre), self._ids(post)
 
@@ -107,15 +132,18 @@ class LabelWordObjective(Objective):
         return batch
 
     def scores(self, batch: Batch) -> torch.Tensor:
+        batch = self.on_device(batch)
         out = self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             position_ids=batch["position_ids"],
             logits_to_keep=1,  # only the last position is scored: skips the LM head elsewhere
         )
+        # float32 scores whatever the model's dtype: the loss is computed in float32.
         return out.logits[:, -1, :].index_select(-1, self.label_token_ids).float()
 
     def loss(self, batch: Batch) -> torch.Tensor:
+        batch = self.on_device(batch)
         return F.cross_entropy(self.scores(batch), batch["labels"])
 
     @torch.no_grad()
@@ -125,7 +153,7 @@ class LabelWordObjective(Objective):
         preds, refs, total_loss = [], [], 0.0
         bs = self.cfg.eval_batch_size
         for start in range(0, len(ds), bs):
-            batch = self.collate(ds.select(range(start, min(start + bs, len(ds)))))
+            batch = self.on_device(self.collate(ds.select(range(start, min(start + bs, len(ds))))))
             s = self.scores(batch)
             total_loss += F.cross_entropy(s, batch["labels"], reduction="sum").item()
             preds += s.argmax(-1).tolist()
@@ -141,15 +169,24 @@ class EncoderClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, label_embeddings: torch.Tensor, scale: float = 20.0):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(label_embeddings.shape[1], label_embeddings.shape[0])
+        # The head is part of the model: same device and dtype as the embeddings it starts from.
+        self.head = nn.Linear(
+            label_embeddings.shape[1],
+            label_embeddings.shape[0],
+            device=label_embeddings.device,
+            dtype=label_embeddings.dtype,
+        )
         with torch.no_grad():
             self.head.weight.copy_(scale * F.normalize(label_embeddings, dim=-1))
             self.head.bias.zero_()
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
+        # Pooled and normalised in float32 (a no-op for a float32 model): a bf16 sum over the tokens
+        # would round at every token; the result goes back to the head's dtype.
+        m = attention_mask.unsqueeze(-1).float()
+        pooled = F.normalize((hidden.float() * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
+        return pooled.to(hidden.dtype)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(input_ids, attention_mask))
@@ -161,7 +198,7 @@ class EncoderHeadObjective(LabelWordObjective):
     def __init__(self, model: nn.Module, tokenizer: Any, task: TaskData, cfg: TaskConfig):
         Objective.__init__(self, model, tokenizer, task, cfg)
         with torch.no_grad():
-            enc = tokenizer(list(task.label_names), padding=True, return_tensors="pt")
+            enc = self.on_device(tokenizer(list(task.label_names), padding=True, return_tensors="pt"))
             wrapper = EncoderClassifier(model, torch.zeros(len(task.label_names), model.config.hidden_size))
             label_emb = wrapper.embed(enc["input_ids"], enc["attention_mask"])
         self.model = EncoderClassifier(model, label_emb)
@@ -191,6 +228,8 @@ class EncoderHeadObjective(LabelWordObjective):
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def scores(self, batch: Batch) -> torch.Tensor:
+        batch = self.on_device(batch)
+        # float32 scores whatever the model's dtype: the loss is computed in float32.
         return self.model(batch["input_ids"], batch["attention_mask"]).float()
 
 

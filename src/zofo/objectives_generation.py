@@ -90,6 +90,7 @@ class GenerationObjective(Objective):
 
     def _token_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position CE on the last positions of the batch and the mask of response tokens there."""
+        batch = self.on_device(batch)
         labels = batch["labels"]
         # Left padding puts every response at the end: logits are needed for the last r + 1 positions
         # only (the position before each response token), which spares the LM head everywhere else.
@@ -100,6 +101,7 @@ class GenerationObjective(Objective):
             position_ids=batch["position_ids"],
             logits_to_keep=r + 1,
         )
+        # float32 logits whatever the model's dtype: the loss is computed in float32.
         logits = out.logits[:, -(r + 1) : -1, :].float()
         targets = labels[:, -r:]
         ce = F.cross_entropy(
@@ -114,7 +116,7 @@ class GenerationObjective(Objective):
     @torch.no_grad()
     def generate(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         """Greedy continuations of the rows' prompts, decoded without special tokens."""
-        batch = left_pad([r["prompt_ids"] for r in rows], self.pad_id)
+        batch = self.on_device(left_pad([r["prompt_ids"] for r in rows], self.pad_id))
         kwargs = {"eos_token_id": self.eos_id} if self.eos_id is not None else {}
         out = self.model.generate(
             input_ids=batch["input_ids"],

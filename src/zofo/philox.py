@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,15 +104,27 @@ def philox4x32(c: list[torch.Tensor], key: tuple[int, int]) -> list[torch.Tensor
     return [c0, c1, c2, c3]
 
 
-def raw_words(seed: int, stream: int, start: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The 32-bit words of positions start..start+n of (seed, stream), as int64 (pure torch)."""
+def _words(key_stream_block: torch.Tensor, skip: int, n: int) -> torch.Tensor:
+    """Words skip..skip+n of the blocks from key_stream_block[3] on, for key words [0], [1] and stream
+    [2] (an int64 tensor on the target device, so that a compiled caller sees no Python scalar that
+    changes between calls)."""
+    k0, k1, stream, first = key_stream_block.unbind()
+    blocks = torch.arange((skip + n + 3) // 4, dtype=torch.int64, device=key_stream_block.device) + first
+    c = [blocks & _M32, blocks >> 32, stream.expand_as(blocks), torch.zeros_like(blocks)]
+    return torch.stack(philox4x32(c, (k0, k1)), dim=1).reshape(-1)[skip : skip + n]
+
+
+def _scalars(seed: int, stream: int, start: int, device: torch.device | str) -> torch.Tensor:
     if not 0 <= int(stream) <= _M32:
         raise ValueError(f"stream: got {stream}; allowed: an integer in [0, 2**32)")
-    first, last = start // 4, (start + n + 3) // 4
-    blocks = torch.arange(first, last, dtype=torch.int64, device=device)
-    c = [blocks & _M32, blocks >> 32, torch.full_like(blocks, int(stream)), torch.zeros_like(blocks)]
-    words = torch.stack(philox4x32(c, key_of(seed)), dim=1).reshape(-1)
-    return words[start - 4 * first : start - 4 * first + n]
+    if int(start) < 0:
+        raise ValueError(f"start: got {start}; allowed: an integer >= 0")
+    return torch.tensor([*key_of(seed), int(stream), int(start) // 4], dtype=torch.int64, device=device)
+
+
+def raw_words(seed: int, stream: int, start: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The 32-bit words of positions start..start+n of (seed, stream), as int64 (pure torch)."""
+    return _words(_scalars(seed, stream, start, device), start % 4, n)
 
 
 class _Knots:
@@ -160,9 +173,13 @@ def _signed(words: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
     return torch.where((words >> 31).bool(), -magnitude, magnitude)
 
 
-def _normal_torch(seed: int, stream: int, start: int, out: torch.Tensor) -> torch.Tensor:
-    words = raw_words(seed, stream, start, out.numel(), out.device)
+def _normal_core(scalars: torch.Tensor, skip: int, out: torch.Tensor) -> torch.Tensor:
+    words = _words(scalars, skip, out.numel())
     return _to_float(_signed(words, _magnitude(_M31 - (words & _M31))), out)
+
+
+def _normal_torch(seed: int, stream: int, start: int, out: torch.Tensor) -> torch.Tensor:
+    return _fused("normal", out.device)(_scalars(seed, stream, start, out.device), start % 4, out)
 
 
 def truncation(c: float) -> tuple[int, int, int]:
@@ -186,11 +203,16 @@ def _erf(x: float) -> float:
     return total * 2.0 / math.sqrt(math.pi)
 
 
-def _truncated_torch(seed: int, stream: int, c: float, out: torch.Tensor) -> torch.Tensor:
-    w_lo, span, cap = truncation(c)
-    words = raw_words(seed, stream, 0, out.numel(), out.device)
+def _truncated_core(scalars: torch.Tensor, bounds: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    words = _words(scalars, 0, out.numel())
+    w_lo, span, cap = bounds.unbind()
     w = w_lo + (((words & _M31) * span) >> 31)
-    return _to_float(_signed(words, _magnitude(w).clamp_(max=cap)), out)
+    return _to_float(_signed(words, torch.minimum(_magnitude(w), cap)), out)
+
+
+def _truncated_torch(seed: int, stream: int, c: float, out: torch.Tensor) -> torch.Tensor:
+    bounds = torch.tensor(truncation(c), dtype=torch.int64, device=out.device)
+    return _fused("truncated", out.device)(_scalars(seed, stream, 0, out.device), bounds, out)
 
 
 # ---- the C kernel on the CPU, split across the torch threads ----------------------------------------
@@ -254,10 +276,8 @@ def normal_(out: torch.Tensor, seed: int, stream: int, start: int = 0) -> torch.
         _c_fill(_c.normal, out, start, *key_of(seed), int(stream))
         return out
     if not out.is_contiguous():
-        return out.copy_(
-            normal_(torch.empty_like(out, memory_format=torch.contiguous_format), seed, stream, start)
-        )
-    return _compiled("normal", out.device)(seed, stream, start, out)
+        return out.copy_(normal_(_dense_like(out), seed, stream, start))
+    return _normal_torch(seed, stream, start, out)
 
 
 def truncated_normal_(out: torch.Tensor, seed: int, c: float, stream: int = 0) -> torch.Tensor:
@@ -272,21 +292,23 @@ def truncated_normal_(out: torch.Tensor, seed: int, c: float, stream: int = 0) -
         _c_fill(_c.truncated, out, 0, *key_of(seed), int(stream), w_lo, span, cap)
         return out
     if not out.is_contiguous():
-        return out.copy_(
-            truncated_normal_(torch.empty_like(out, memory_format=torch.contiguous_format), seed, c, stream)
-        )
-    return _compiled("truncated", out.device)(seed, stream, c, out)
+        return out.copy_(truncated_normal_(_dense_like(out), seed, c, stream))
+    return _truncated_torch(seed, stream, c, out)
 
 
-_EAGER = {"normal": _normal_torch, "truncated": _truncated_torch}
+_EAGER = {"normal": _normal_core, "truncated": _truncated_core}
 _FUSED: dict[str, Callable[..., torch.Tensor]] = {}
+# Where the torch path is fused by torch.compile: "cuda" by default (one kernel instead of a few
+# hundred memory passes); "all" also on the CPU (for the tests), "none" never.
+COMPILE_ENV = "ZOFO_PHILOX_COMPILE"
 
 
-def _compiled(kind: str, device: torch.device) -> Callable[..., torch.Tensor]:
-    """On CUDA, the torch path fused by torch.compile into one kernel (integer arithmetic until the
-    last rounding: fusion changes no bit); elsewhere the eager ops. A backend that fails to compile
-    falls back to the eager ops for the rest of the process."""
-    if device.type != "cuda":
+def _fused(kind: str, device: torch.device) -> Callable[..., torch.Tensor]:
+    """The torch path, fused by torch.compile into one kernel where COMPILE_ENV allows (integer
+    arithmetic until the last rounding, so fusion changes no bit); otherwise the eager ops. A backend
+    that fails to compile falls back to the eager ops for the rest of the process."""
+    where = os.environ.get(COMPILE_ENV, "cuda")
+    if not (where == "all" or where == device.type):
         return _EAGER[kind]
     if kind not in _FUSED:
         fused = torch.compile(_EAGER[kind], dynamic=True)
@@ -294,7 +316,11 @@ def _compiled(kind: str, device: torch.device) -> Callable[..., torch.Tensor]:
         def run(*args: object) -> torch.Tensor:
             try:
                 return fused(*args)
-            except Exception:  # noqa: BLE001 - no working compiler: the eager ops give the same bits
+            except Exception as e:  # noqa: BLE001 - no working compiler: the eager ops give the same bits
+                print(
+                    f"zofo.philox: torch.compile failed ({type(e).__name__}); using eager ops",
+                    file=sys.stderr,
+                )
                 _FUSED[kind] = _EAGER[kind]
                 return _EAGER[kind](*args)
 

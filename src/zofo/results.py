@@ -57,6 +57,11 @@ ROUND_COLUMNS: dict[str, str] = {
     "server_seconds": "float64",
     "eval_seconds": "float64",
     "peak_rss_mb": "float64",
+    # where the run computed (resolved, e.g. "cpu", "cuda:0"), the weights' precision, and the peak
+    # memory torch allocated on the device since the run started (null on the CPU: see peak_rss_mb)
+    "device": "string",
+    "dtype": "string",
+    "peak_device_mb": "float64",
     "label": "string",
     "config_hash": "string",
 }
@@ -68,6 +73,10 @@ COLUMN_DEFAULTS: dict[str, Any] = {
     "byz_frac": 0.0,
     "attack": "none",
     "aggregator": "mean",
+    # Runs written before devices were configurable ran on the CPU in float32.
+    "device": "cpu",
+    "dtype": "float32",
+    "peak_device_mb": None,
 }
 HIGHER_IS_BETTER = {"accuracy": True, "rouge_l": True}
 PACKAGES = (

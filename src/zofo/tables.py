@@ -39,7 +39,7 @@ PARAMETERS = "parameters"
 PARAMETERS_META = "model.parameters"  # the pretrained model's weights, whatever a method trains or adds
 FAMILY_ORDER: dict[str, int] = {"fo": 0, "zo": 1}
 # Config keys that may differ between seeds of one experiment without changing what is measured.
-SEED_FREE_IGNORED: frozenset[str] = frozenset({"seed", "threads", "assets_dir"})
+SEED_FREE_IGNORED: frozenset[str] = frozenset({"seed", "threads", "assets_dir", "device"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def check_consistent(runs: pd.DataFrame, extra_keys: Sequence[str] = ()) -> None
     model, task, partition, alpha, label), so that one label may span several models or tasks.
     (1) One seed must map to one ``config_hash`` and one folder: otherwise two configurations (or one
     run twice) would be averaged as if they were seeds. (2) The configs read from ``meta.json`` must
-    agree on every key except seed, threads and assets_dir; the hash includes the seed, so check (1)
+    agree on every key except seed, threads, assets_dir and device; the hash includes the seed, so check (1)
     alone cannot see e.g. a learning rate that differs between seeds. Folders without a readable
     meta.json skip check (2).
 
@@ -166,7 +166,9 @@ def check_consistent(runs: pd.DataFrame, extra_keys: Sequence[str] = ()) -> None
         for d in g["run_dir"]:
             meta = read_meta(d)
             if meta is not None and "config" in meta:
-                configs[d] = _flatten({k: v for k, v in meta["config"].items() if k not in SEED_FREE_IGNORED})
+                # A run written before the dtype was configurable ran in float32.
+                config = {"dtype": "float32", **meta["config"]}
+                configs[d] = _flatten({k: v for k, v in config.items() if k not in SEED_FREE_IGNORED})
         if len(configs) < 2:
             continue
         ref_dir, ref = next(iter(configs.items()))

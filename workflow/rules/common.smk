@@ -30,13 +30,23 @@ EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 # Check every run's config now, so a typo fails before any job starts, with the key named.
 from zofo.config import RunConfig  # noqa: E402
 from zofo.errors import ZofoError  # noqa: E402
+from zofo.gpu_slots import gpus_for_device  # noqa: E402
 from zofo.tables import PARAMETERS_META  # noqa: E402
 
+# What `device: auto` runs are scheduled as: the workflow cannot see where a job will land.
+AUTO_DEVICE = config.get("auto_device", "cpu")
+# The Slurm GPU type a GPU run asks for (`sbatch --gpus=<model>:1`); none: any card.
+GPU_MODEL = config.get("gpu_model")
+# Run folder -> the GPUs its job holds, the `gpu` resource of the run rule (1 for a cuda device, else 0).
+RUN_GPUS = {}
 for _path, _cfg in RUN_CONFIGS.items():
     try:
-        RunConfig.from_dict(_cfg)
+        _run = RunConfig.from_dict(_cfg)
+        # RunConfig resolves the default device; a zofo without a device option runs on the CPU.
+        RUN_GPUS[_path] = gpus_for_device(getattr(_run, "device", "cpu"), AUTO_DEVICE)
     except ZofoError as e:
         raise WorkflowError(f"config: run {_path}: {e}")
+
 
 
 def study_meta(name):

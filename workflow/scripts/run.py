@@ -1,5 +1,6 @@
 """Snakemake shim: one run folder from the rule's resolved config (see workflow/rules/runs.smk)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,17 @@ import yaml
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake injects it)
     sys.stderr = log
+    from zofo.gpu_slots import bind_job_gpu
+
+    # Before anything starts CUDA: the card this job holds (its lock lasts as long as this process).
+    gpu_slot = bind_job_gpu(
+        int(snakemake.resources.get("gpu", 0)),  # noqa: F821
+        str(snakemake.params.cfg.get("device", "")),  # noqa: F821
+        Path(snakemake.config["results_dir"]) / ".gpu-locks",  # noqa: F821
+        os.environ,
+        log=lambda line: print(line, file=log, flush=True),
+    )
+
     from zofo.config import RunConfig
     from zofo.engine.simulate import run
     from zofo.results import atomic_write_text

@@ -4,7 +4,8 @@ Bits are measured, not assumed: the count is the exact length of the encoded fie
 are packed 8 to a byte and counted one bit each; every other tensor counts its dtype's width per
 element). Shapes and dtypes are protocol knowledge shared by both ends (fixed by the method and the
 model), so no header travels. The server aggregates the *decoded* payload, so anything a method
-forgot to put on the wire cannot reach the server.
+forgot to put on the wire cannot reach the server. The receiver rebuilds the tensors on the device it
+holds its model on (``device``), wherever the sender computed them.
 """
 
 from __future__ import annotations
@@ -60,14 +61,16 @@ def encode(payload: Payload) -> bytes:
     return b"".join(parts)
 
 
-def decode(blob: bytes, spec: list[FieldSpec]) -> Payload:
+def decode(blob: bytes, spec: list[FieldSpec], device: torch.device | str = "cpu") -> Payload:
+    """The payload of ``spec`` from its wire bytes, its tensors on ``device``."""
+    device = torch.device(device)
     out: Payload = {}
     offset = 0
     for f in spec:
         if f.dtype == torch.bool:
             nbytes = (f.numel + 7) // 8
             bits = np.unpackbits(np.frombuffer(blob, np.uint8, nbytes, offset))[: f.numel]
-            out[f.name] = torch.from_numpy(bits.astype(bool)).reshape(f.shape)
+            out[f.name] = torch.from_numpy(bits.astype(bool)).reshape(f.shape).to(device)
         else:
             width = torch.empty((), dtype=f.dtype).element_size()
             nbytes = f.numel * width
@@ -76,14 +79,15 @@ def decode(blob: bytes, spec: list[FieldSpec]) -> Payload:
                 t = torch.from_numpy(raw.view(np.int16)).view(torch.bfloat16)
             else:
                 t = torch.from_numpy(raw).view(f.dtype)
-            out[f.name] = t.reshape(f.shape)
+            out[f.name] = t.reshape(f.shape).to(device)
         offset += nbytes
     if offset != len(blob):
         raise ValueError(f"payload decode consumed {offset} of {len(blob)} bytes")
     return out
 
 
-def transmit(payload: Payload) -> tuple[Payload, int]:
-    """Send a payload over the simulated wire: returns what the receiver decodes, and the bits sent."""
+def transmit(payload: Payload, device: torch.device | str = "cpu") -> tuple[Payload, int]:
+    """Send a payload over the simulated wire: returns what the receiver decodes on ``device``, and
+    the bits sent."""
     spec = spec_of(payload)
-    return decode(encode(payload), spec), sum(f.bits for f in spec)
+    return decode(encode(payload), spec, device), sum(f.bits for f in spec)

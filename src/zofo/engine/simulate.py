@@ -24,11 +24,21 @@ import torch
 from tqdm.auto import tqdm
 
 from zofo.config import RunConfig
+from zofo.device import (
+    check_memory,
+    device_name,
+    forked_rng,
+    peak_device_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    restore_location,
+    torch_dtype,
+)
 from zofo.engine.comm import transmit
 from zofo.engine.partition import label_histograms, partition, partition_hash
 from zofo.errors import ConfigError, ZofoError
 from zofo.methods.base import ClientData, RunContext
-from zofo.models import load_model
+from zofo.models import load_model, parameter_count
 from zofo.objectives import Objective, build_objective
 from zofo.philox import DESCRIPTION as GENERATORS
 from zofo.registry import METHODS, TASKS
@@ -79,6 +89,7 @@ class Prepared:
     eval_data: Any
     shards: list[list[int]]
     scorer: str
+    device: torch.device  # where the model, its batches and the decoded payloads live
 
     @property
     def model(self) -> torch.nn.Module:
@@ -89,7 +100,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Load and encode what a run of ``cfg`` needs; the same for every method with the same seed (a
     method written as a workflow rule starts here too, so it sees the same partition and data)."""
     task = TASKS.get(cfg.task.name, "task.name")(cfg.task)
-    loaded = load_model(cfg.model, cfg.assets_dir, seed=cfg.seed)
+    device = resolve_device(cfg.device)
+    loaded = load_model(cfg.model, cfg.assets_dir, seed=cfg.seed, device=device, dtype=torch_dtype(cfg.dtype))
     objective = build_objective(loaded, task, cfg.task)
     train = objective.encode_split(task.splits["train"])
     eval_split = task.splits[cfg.task.eval_split].shuffle(seed=SPLIT_SEED)
@@ -103,7 +115,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     )
     # The scorer travels with every number: the two Rouge-L scorers disagree on the same text.
     scorer = f"rouge_l/{cfg.task.rouge_scorer}" if task.kind == "generation" else "accuracy"
-    return Prepared(task, loaded, objective, train, eval_data, shards, scorer)
+    return Prepared(task, loaded, objective, train, eval_data, shards, scorer, device)
 
 
 def recording_loss(
@@ -140,6 +152,8 @@ def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[s
         "scorer": prep.scorer,
         "label": cfg.label,
         "config_hash": cfg.hash(),
+        "device": str(prep.device),
+        "dtype": cfg.dtype,
     }
 
 
@@ -149,11 +163,21 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     torch.set_num_threads(cfg.threads)
     params = cfg.method_params()
     method_cls = METHODS.get(cfg.method.name, "method.name")
+    cohort_size = cfg.federation.clients_per_round or cfg.partition.num_clients
+    device = resolve_device(cfg.device)
+    if device.type != "cpu":
+        # Refused before any weights load: the count comes from the model's config alone.
+        check_memory(
+            parameter_count(cfg.model, cfg.assets_dir),
+            torch_dtype(cfg.dtype),
+            method_cls.memory_factor(params, cfg.zo, cohort_size),
+            device,
+        )
+    reset_peak_memory(device)
 
     prep = prepare(cfg)
     task, loaded, objective, model = prep.task, prep.loaded, prep.objective, prep.model
     train, eval_data, shards, scorer = prep.train, prep.eval_data, prep.shards, prep.scorer
-    cohort_size = cfg.federation.clients_per_round or cfg.partition.num_clients
     if cohort_size > cfg.partition.num_clients:
         raise ConfigError(
             "federation.clients_per_round",
@@ -181,7 +205,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)  # what the method trains
     byzantine = set(byzantine_clients(cfg.partition.num_clients, cfg.byzantine.fraction, cfg.seed))
     kinds = method_cls.payload_kinds(params)
-    resume = load_checkpoint(out_dir, cfg)
+    resume = load_checkpoint(out_dir, cfg, device)
     if resume is not None:
         # The checkpoint holds the global model after its round: trainable weights + method state.
         if resume["weights"] is not None:
@@ -235,6 +259,12 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 "aggregator": dataclasses.asdict(cfg.aggregator),
                 "validation": "fields, shapes, dtypes, finite values, seeds; rejected = never applied",
             },
+            "device": {
+                "requested": cfg.device,
+                "resolved": str(device),
+                "name": device_name(device),
+                "dtype": cfg.dtype,
+            },
             "zo_generator": {"name": cfg.zo.generator, "description": GENERATORS[cfg.zo.generator]},
             "provenance": provenance(),
             "resumed_from_round": resume["round"] if resume else None,
@@ -278,6 +308,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
             "eval_loss": scores["eval_loss"],
             "eval_seconds": time.perf_counter() - t0,
             "peak_rss_mb": peak_rss_mb(),
+            "peak_device_mb": peak_device_memory_mb(device),
         }
         writer.add_row(row)
         return row
@@ -324,10 +355,10 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                     batch_size=cfg.federation.batch_size,
                 )
                 t0 = time.perf_counter()
-                # Dropout draws from torch's global generator; seeding it per (round, client) inside a
-                # fork keeps those draws reproducible and invisible to everything else.
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(derive(cfg.seed, "torch-global", "round", r, "client", k))
+                # Dropout draws from torch's global generator (the CPU's, or the GPU's for a model on
+                # it); seeding it per (round, client) inside a fork keeps those draws reproducible and
+                # invisible to everything else.
+                with forked_rng(device, derive(cfg.seed, "torch-global", "round", r, "client", k)):
                     payload = method.client_update(r, client)
                 since["client"] += time.perf_counter() - t0
                 cum["steps"] += method.local_steps()  # asked per client: epoch-based methods vary
@@ -336,7 +367,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                     payload = attack_payload(
                         payload, kinds, cfg.byzantine.attack, gen, cfg.byzantine.strength
                     )
-                received, bits = transmit(payload)
+                received, bits = transmit(payload, device)
                 since["up"] += bits
                 # The server checks what arrived against what an honest client sends; what fails is
                 # counted and never reaches the aggregate.
@@ -352,7 +383,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
             t0 = time.perf_counter()
             if payloads:
                 broadcast = method.aggregate(r, payloads)
-                _, bits = transmit(broadcast)
+                _, bits = transmit(broadcast, device)
                 since["down"] += bits * len(cohort)
                 del broadcast
             # else: nothing valid arrived, the global model stays, and nothing is broadcast.
@@ -388,7 +419,12 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     except BaseException as e:
         writer.finish("failed", reason=f"{type(e).__name__}: {e}")
         raise
-    writer.finish("ok", describe=method.describe(), peak_rss_mb=peak_rss_mb())
+    writer.finish(
+        "ok",
+        describe=method.describe(),
+        peak_rss_mb=peak_rss_mb(),
+        peak_device_mb=peak_device_memory_mb(device),
+    )
     (out_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: the results are the record
     return out_dir
 
@@ -409,12 +445,16 @@ def save_checkpoint(out_dir: Path, state: Mapping[str, Any]) -> None:
     print(f"zofo: checkpoint at round {state['round']}", file=sys.stderr, flush=True)
 
 
-def load_checkpoint(out_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
-    """The run folder's checkpoint if it belongs to this config, None if there is none."""
+def load_checkpoint(
+    out_dir: Path, cfg: RunConfig, device: torch.device | str = "cpu"
+) -> dict[str, Any] | None:
+    """The run folder's checkpoint if it belongs to this config, None if there is none. What was saved
+    from an accelerator is loaded onto ``device`` (a run may resume on another GPU, or the CPU)."""
     path = out_dir / CHECKPOINT
     if not cfg.checkpoint or not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written above
+    # Our own file, written above: not limited to weights.
+    state = torch.load(path, map_location=restore_location(torch.device(device)), weights_only=False)
     if state["config_hash"] != cfg.hash():
         raise ZofoError(
             f"{path} belongs to another configuration (config hash {state['config_hash']}, this run "

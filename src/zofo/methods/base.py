@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from zofo.config import AggregatorConfig, ZOConfig
+from zofo.device import MEMORY_FACTORS
 from zofo.robust.aggregators import AGGREGATORS
 
 # A payload is what crosses the wire: named tensors whose dtype is their wire type (bool = 1 bit).
@@ -145,6 +146,14 @@ class FederatedMethod(ABC):
     def drop_client(self, round_idx: int, client_id: int) -> None:
         """The server rejected this client's payload: forget whatever ``client_update`` recorded for it."""
         return None
+
+    @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        """Device memory a run needs, in multiples of the model's weights (in their dtype): the fit
+        check (zofo.device.check_memory) refuses a run whose weights times this exceed the free memory.
+        Default: the family's (zofo.device.MEMORY_FACTORS); a method that keeps more model-sized
+        tensors (snapshots, cached directions, clients' updates) adds them."""
+        return MEMORY_FACTORS[cls.family]
 
     def formula_bits(self, d: int, n: int) -> tuple[int, int] | None:
         """Bits per round the method's definition says it sends (paper and code): (uplink of one

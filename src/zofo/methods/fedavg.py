@@ -4,17 +4,23 @@ Each sampled client starts from the global weights, runs ``local_steps`` optimis
 data and uploads its update w_i - w (d floats) with its example count; the server applies the
 example-weighted mean of the updates. One snapshot of the global weights is kept; clients train in
 turn on the working model, which is reset to the snapshot after each client.
+
+Updates and the broadcast weights travel in the weights' dtype (16 bits a value for a bfloat16 model),
+and the server sums the updates in at least float32. In reduced precision there are no float32 master
+weights: torch's AdamW runs on bfloat16 parameters, but a step smaller than half an ulp of a weight
+(2^-9 to 2^-8 of its magnitude in bfloat16) leaves that weight unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from zofo.config import ConfigError, positive
+from zofo.config import ConfigError, ZOConfig, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.robust.aggregators import combine
@@ -53,9 +59,15 @@ def unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor
     return [v.view_as(t) for v, t in zip(flat.split([t.numel() for t in like]), like, strict=True)]
 
 
+def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Where clients' updates are summed: at least float32, so a bfloat16 update is not rounded at
+    every client it is added to."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def weighted_mean(updates: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
     total = float(sum(weights))
-    out = torch.zeros_like(updates[0])
+    out = torch.zeros_like(updates[0], dtype=accumulator_dtype(updates[0].dtype))
     for u, w in zip(updates, weights, strict=True):
         out.add_(u, alpha=w / total)
     return out
@@ -71,7 +83,15 @@ class FedAvg(FederatedMethod):
     def setup(self) -> None:
         self.trainable = trainable_parameters(self.ctx.model)
         self.global_weights = [p.detach().clone() for p in self.trainable]
+        # What a dense model-sized payload travels as: the trainable weights' dtype.
+        self.wire_dtype = functools.reduce(torch.promote_types, (p.dtype for p in self.trainable))
         self._last_steps = 0
+
+    @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        # The model, its gradients and AdamW's two moments (SGD keeps none), the snapshot of the global
+        # weights, the client's flat update, and the cohort's decoded updates the server holds.
+        return (4 if params.optimizer == "adamw" else 2) + 2 + cohort_size
 
     def local_steps(self) -> int:
         return self._last_steps
@@ -109,6 +129,7 @@ class FedAvg(FederatedMethod):
         del opt
         with torch.no_grad():
             update = flatten([p - g for p, g in zip(self.trainable, self.global_weights, strict=True)])
+            update = update.to(self.wire_dtype)
         self._load(self.global_weights)
         model.eval()
         return {"update": update, "num_examples": torch.tensor([client.num_examples], dtype=torch.uint32)}
@@ -119,8 +140,9 @@ class FedAvg(FederatedMethod):
         return [1.0] * len(payloads)
 
     def formula_bits(self, d: int, n: int) -> tuple[int, int]:
-        # d fp32 update + uint32 example count up; the d fp32 global weights down.
-        return 32 * d + 32, 32 * d
+        # d update values + uint32 example count up; the d global weights down (fp32: 32 bits a value).
+        bits = torch.finfo(self.wire_dtype).bits
+        return bits * d + 32, bits * d
 
     @classmethod
     def payload_kinds(cls, params: FedAvgParams) -> dict[str, str]:
@@ -128,7 +150,7 @@ class FedAvg(FederatedMethod):
 
     def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         d = sum(p.numel() for p in self.trainable)
-        return {"update": ((d,), torch.float32), "num_examples": ((1,), torch.uint32)}
+        return {"update": ((d,), self.wire_dtype), "num_examples": ((1,), torch.uint32)}
 
     def combine_updates(self, payloads: list[Payload]) -> torch.Tensor:
         """The server's update from the clients' updates: the example-weighted mean (FedAvg), or the
@@ -138,7 +160,8 @@ class FedAvg(FederatedMethod):
         if agg.name == "mean":
             # Streamed, not stacked: n full-size updates side by side would double the peak memory.
             return weighted_mean(updates, self._weights(payloads))
-        return combine(agg.name, "dense", torch.stack(updates), trim=agg.trim, f=agg.f, m=agg.m)
+        stacked = torch.stack(updates).to(accumulator_dtype(updates[0].dtype))
+        return combine(agg.name, "dense", stacked, trim=agg.trim, f=agg.f, m=agg.m)
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         delta = self.combine_updates(payloads)

@@ -20,11 +20,11 @@ from the global RNG), so every run starts from the same adapters for the same se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from zofo.config import positive
+from zofo.config import ZOConfig, positive
 from zofo.errors import ConfigError
 from zofo.methods.base import Payload
 from zofo.methods.fedavg import FedAvg, FedAvgParams, flatten, unflatten
@@ -90,6 +90,13 @@ class FedAvgLoRA(FedAvg):
         self.residuals = [torch.zeros_like(base) for _, _, base, _ in self.layers] if exact else []
 
     @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        # The frozen model plus a margin for the adapters, their gradients, optimiser state and the
+        # clients' adapter updates (r << width: a few percent); exact averaging also keeps a residual
+        # the size of every adapted base weight (at most the model).
+        return 1.1 + (1.0 if params.averaging == "exact" else 0.0)
+
+    @classmethod
     def aggregators(cls, params: FedAvgLoRAParams) -> tuple[str, ...]:
         # Exact averaging is the mean of the clients' models by definition; a robust rule would need a
         # robust "mean of products", which no rule here defines.
@@ -137,7 +144,7 @@ class FedAvgLoRA(FedAvg):
                 base.add_(residual)
                 self.residuals[slot].add_(residual)
                 residuals.append(residual)
-        broadcast["residuals"] = flatten(residuals)
+        broadcast["residuals"] = flatten(residuals).to(self.wire_dtype)
         return broadcast
 
     def load_state_dict(self, state: dict) -> None:
@@ -151,7 +158,8 @@ class FedAvgLoRA(FedAvg):
 
     def formula_bits(self, d: int, n: int) -> tuple[int, int]:
         # d = adapter parameters; exact averaging also broadcasts one dense residual per adapted layer.
-        return 32 * d + 32, 32 * (d + self._residual_size())
+        bits = torch.finfo(self.wire_dtype).bits
+        return bits * d + 32, bits * (d + self._residual_size())
 
     def _residual_size(self) -> int:
         """Floats of the residuals broadcast per round: every adapted base weight under exact averaging."""

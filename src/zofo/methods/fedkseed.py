@@ -78,7 +78,7 @@ from typing import Any, Literal
 
 import torch
 
-from zofo.config import ConfigError, positive
+from zofo.config import ConfigError, ZOConfig, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import seed32, torch_rng
@@ -183,6 +183,13 @@ class FedKSeed(FederatedMethod):
         self.catch_up = {"clients": 0, "regenerations": 0}
         self.server_regenerations = 0
         self._deltas: list[torch.Tensor] = []  # every round's broadcast pool change, in order
+
+    @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        # Inference level (weights + 10% for activations), the snapshot of the global weights, w0 for
+        # the rebuilding server, and the cached z in fast mode.
+        rebuild = params.server_update == "rebuild"
+        return 1.1 + 1.0 + (1.0 if rebuild else 0.0) + (1.0 if zo.mode == "fast" else 0.0)
 
     def local_steps(self) -> int:
         return self.params.local_steps
@@ -291,13 +298,14 @@ class FedKSeed(FederatedMethod):
         """The pool change: the omega-weighted sum of the clients' per-seed sums (the paper), or the
         configured robust rule per seed (median or trimmed mean over clients, weights ignored)."""
         agg = self.ctx.aggregator
+        # The pool and its bookkeeping are K scalars kept on the CPU, wherever the payloads were decoded.
         if agg.name != "mean":
-            sums = torch.stack([pl["a"].to(torch.float64) for pl in payloads])
+            sums = torch.stack([pl["a"].to("cpu", torch.float64) for pl in payloads])
             return combine(agg.name, "scalar", sums, trim=agg.trim).to(torch.float32)
         omega = self._weights(cohort)
         delta64 = torch.zeros(self.params.K, dtype=torch.float64)
         for w, pl in zip(omega.tolist(), payloads, strict=True):
-            delta64.add_(pl["a"].to(torch.float64), alpha=w)
+            delta64.add_(pl["a"].to("cpu", torch.float64), alpha=w)
         return delta64.to(torch.float32)
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:

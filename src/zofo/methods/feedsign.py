@@ -9,11 +9,11 @@ magnitude of the estimate is discarded, which is what bounds a Byzantine client'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from zofo.config import positive
+from zofo.config import ZOConfig, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import derive, seed32
@@ -49,6 +49,11 @@ class FeedSign(FederatedMethod):
     def setup(self) -> None:
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
         self.dirs = SeededDirections.from_config(trainable_parameters(self.ctx.model), self.ctx.zo)
+
+    @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        # Inference level (weights + 10% for activations), plus the cached z in fast mode.
+        return 1.1 + (1.0 if zo.mode == "fast" else 0.0)
 
     def step_seed(self, round_idx: int) -> int:
         return seed32(self.ctx.seed, "feedsign", "step", round_idx)

@@ -75,12 +75,12 @@ import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from zofo import philox
-from zofo.config import ConfigError, positive
+from zofo.config import ConfigError, ZOConfig, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import derive, seed32
@@ -319,6 +319,12 @@ class Ferret(FederatedMethod):
         # official-code: the seed pool, fixed for the run and known to every party.
         self.pool = [derive(self.ctx.seed, "ferret", "pool", k) for k in range(p.K)]
 
+    @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        # The model, its gradients and AdamW's two moments (SGD keeps none), the snapshot of the global
+        # weights and the float32 block deltas (one more copy of the model).
+        return (4 if params.optimizer == "adamw" else 2) + 2
+
     def local_steps(self) -> int:
         return self.params.local_steps
 
@@ -476,7 +482,8 @@ class Ferret(FederatedMethod):
             stacked = torch.stack([pl["coords"].double() for pl in payloads])
             return {"coords": combine(agg.name, "scalar", stacked, trim=agg.trim).float()}
         sizes = torch.cat([pl["num_examples"] for pl in payloads]) if examples else None
-        total = torch.zeros(payloads[0]["coords"].shape, dtype=torch.float64)
+        coords = payloads[0]["coords"]
+        total = torch.zeros(coords.shape, dtype=torch.float64, device=coords.device)
         for pl, omega in zip(payloads, self.omegas(sizes, len(payloads)), strict=True):
             total.add_(pl["coords"].double(), alpha=omega)
         return {"coords": total.float()}

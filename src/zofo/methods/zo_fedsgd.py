@@ -7,10 +7,11 @@ The server broadcasts all N pairs so every party can apply w -= (lr / N) * sum_k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from zofo.config import positive
+from zofo.config import ZOConfig, positive
 from zofo.methods.base import ClientData, FederatedMethod, Payload
 from zofo.registry import METHODS
 from zofo.rng import seed32
@@ -39,6 +40,11 @@ class ZOFedSGD(FederatedMethod):
         self.dirs = SeededDirections.from_config(
             trainable_parameters(self.ctx.model), self.ctx.zo, cache_size=self.ctx.cohort_size
         )
+
+    @classmethod
+    def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
+        # Inference level (weights + 10% for activations), plus every client's cached z in fast mode.
+        return 1.1 + (cohort_size if zo.mode == "fast" else 0.0)
 
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
         batch = next(client.batches)

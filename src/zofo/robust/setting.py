@@ -85,7 +85,8 @@ def selection_weights(name: str, values: torch.Tensor, trim: float) -> torch.Ten
     b smallest. Used where clients' scalars are not aligned on shared seeds (ZO-FedSGD)."""
     n = values.numel()
     w = torch.zeros(n, dtype=torch.float64)
-    order = torch.sort(values.reshape(-1).double(), stable=True).indices
+    # n scalars: ranked on the CPU, beside the weights, wherever they were decoded.
+    order = torch.sort(values.reshape(-1).to("cpu", torch.float64), stable=True).indices
     if name == "mean":
         w[:] = 1.0 / n
     elif name == "median":

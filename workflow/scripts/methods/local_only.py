@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from zofo.config import RunConfig
+from zofo.device import peak_device_memory_mb
 from zofo.engine.simulate import client_batches, prepare, recording_loss, row_base
 from zofo.methods.base import ClientData, RunContext
 from zofo.methods.fedavg import FedAvg, unflatten
@@ -96,7 +97,8 @@ try:
     writer.add_row(
         {**base, **zero, "round": 0, "local_steps_total": 0, "train_loss": None, "metric": scores["metric"],
          "eval_loss": scores["eval_loss"], "client_seconds": 0.0, "server_seconds": 0.0,
-         "eval_seconds": secs, "peak_rss_mb": peak_rss_mb()}
+         "eval_seconds": secs, "peak_rss_mb": peak_rss_mb(),
+         "peak_device_mb": peak_device_memory_mb(prep.device)}
     )  # fmt: skip
     per_client, client_s, eval_s, steps = [], 0.0, 0.0, 0
     for k, shard in enumerate(prep.shards):
@@ -122,7 +124,8 @@ try:
     writer.add_row(
         {**base, **zero, "round": 1, "local_steps_total": steps,
          "train_loss": sum(losses) / len(losses), **mean, "client_seconds": client_s,
-         "server_seconds": 0.0, "eval_seconds": eval_s, "peak_rss_mb": peak_rss_mb()}
+         "server_seconds": 0.0, "eval_seconds": eval_s, "peak_rss_mb": peak_rss_mb(),
+         "peak_device_mb": peak_device_memory_mb(prep.device)}
     )  # fmt: skip
 except BaseException as e:
     writer.finish("failed", reason=f"{type(e).__name__}: {e}")
