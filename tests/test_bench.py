@@ -447,3 +447,15 @@ def test_parties_on_different_instruction_sets_draw_different_stock_z_and_the_sa
     assert (df.xs("philox", level="generator")["z_differ"] == 0).all()
     assert (df.xs("same", level="scenario")["max_abs_drift"] == 0).all()
     assert df["broadcasts_equal"].all()
+
+
+def test_a_budget_times_fewer_calls_but_at_least_one(monkeypatch):
+    """Each call "takes" 4 s (a stand-in clock): a 10 s budget leaves 2 of 5 repeats, a 1 s one still 1."""
+    from zofo.bench import common
+
+    monkeypatch.setattr(common.Timer, "__call__", lambda self, fn: (fn(), 4.0)[1])
+    calls: list[int] = []
+    assert common.median_time(calls.append, repeats=5, budget=10.0) == (4.0, 2)
+    assert calls == [-1, 0, 1]  # the warm-up, then two timed calls with new indices
+    assert common.median_time(calls.append, repeats=5, budget=1.0) == (4.0, 1)
+    assert common.median_time(calls.append, repeats=5) == (4.0, 5)

@@ -102,10 +102,9 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
     )
     # The same numbers from plain torch ops, eager: what a CPU without the compiled kernel runs, and a
     # GPU without torch.compile. bf16 targets go through float32 in both paths.
-    eager = philox._EAGER["normal"]
     target = out if dtype in (torch.float32, torch.float64) else torch.empty(n, device=device)
     t_eager, calls = median_time(
-        lambda i: eager(seed, 1 + i % 1000, 0, target), opts.repeats, device=device, budget=budget
+        lambda i: torch_ops_normal_(target, seed, 1 + i % 1000), opts.repeats, device=device, budget=budget
     )
     eager_gb_s = target.numel() * target.element_size() / t_eager / GB
     rows.add(
@@ -130,6 +129,14 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
         f"copy {copy_gb_s:.3g} GB/s"
     )
     return {"torch": n / t_torch, "philox": n / t_philox}
+
+
+def torch_ops_normal_(out: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
+    """zofo.philox's normals from its torch ops, eager, whatever the device (the module picks the C
+    kernel on the CPU and the compiled ops on CUDA; this reaches past both to time the plain path)."""
+    from zofo import philox
+
+    return philox._EAGER["normal"](philox._scalars(seed, stream, 0, out.device), 0, out)
 
 
 def _kernel(device: torch.device) -> str:

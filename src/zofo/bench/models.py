@@ -149,9 +149,8 @@ def load_bench_model(
     from zofo.config import ModelConfig
     from zofo.models import load_model
 
-    loaded = load_model(ModelConfig(name=name), assets_dir=assets_dir, seed=seed)
-    model = loaded.model.to(device=device, dtype=dtype).eval()
-    return BenchModel(name, model, loaded.kind, random_init=not loaded.pretrained)
+    loaded = load_model(ModelConfig(name=name), assets_dir=assets_dir, seed=seed, device=device, dtype=dtype)
+    return BenchModel(name, loaded.model.eval(), loaded.kind, random_init=not loaded.pretrained)
 
 
 def make_batch(bm: BenchModel, shape: tuple[int, int], seed: int, index: int = 0) -> dict[str, torch.Tensor]:

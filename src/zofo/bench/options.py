@@ -123,8 +123,8 @@ class BenchOptions:
     # Cross-hardware drift (section "drift"): a model to train and the rounds of each method.
     drift_model: str = "minilm-l6"
     drift_methods: tuple[str, ...] = DRIFT_METHODS
-    drift_rounds: int = 60  # FeedSign: one step per round
-    drift_fedkseed_rounds: int = 10
+    drift_rounds: int = 40  # FeedSign: one step per round
+    drift_fedkseed_rounds: int = 30  # one local step per client and round (zofo.bench.drift)
     drift_jobs: int = 2
 
     def __post_init__(self) -> None:

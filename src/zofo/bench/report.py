@@ -303,7 +303,10 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
         part = packaged[packaged["measure"].isin(measures)]
         if part.empty:
             continue
-        lines += ["", f"## {title}", "", text, "", to_markdown(_table(part)).rstrip()]
+        table = _table(part, show_seconds=gpu)
+        if (table["value"] == "").all():
+            table = table.drop(columns="value")
+        lines += ["", f"## {title}", "", text, "", to_markdown(table).rstrip()]
     gens = generator_table(df)
     if len(gens):
         lines += [
