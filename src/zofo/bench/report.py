@@ -260,6 +260,35 @@ def sizes_tables(df: pd.DataFrame, gpu: bool) -> tuple[pd.DataFrame, pd.DataFram
     return pd.DataFrame(steps), pd.DataFrame(memory)
 
 
+def options_text(opts: BenchOptions) -> str:
+    """The options that shaped this run's rows (a section that did not run contributes none)."""
+    sections = opts.run_sections
+    parts = [f"sections {','.join(sections)}", f"device {opts.device}"]
+    if "packaged" in sections:
+        parts += [
+            f"models {','.join(opts.models)}",
+            f"clients {opts.clients}",
+            f"scaling clients {','.join(map(str, opts.scaling_clients))}",
+            f"growth widths {','.join(map(str, opts.growth_hidden))}",
+        ]
+    if "sizes" in sections:
+        parts.append(
+            f"sizes {','.join(opts.run_sizes) or 'none'} in {str(opts.torch_dtype).removeprefix('torch.')}"
+        )
+    if "packaged" in sections or "sizes" in sections:
+        parts += [
+            f"shapes {format_shapes(opts.shapes)}",
+            f"generators {','.join(opts.generators)}",
+            f"FedKSeed K {opts.fedkseed_k}, {opts.fedkseed_clients} clients x {opts.fedkseed_tau} steps x "
+            f"{opts.fedkseed_rounds} rounds",
+            f"memory {'on' if opts.memory else 'off'}",
+        ]
+    if "generators" in sections or "sizes" in sections:
+        parts.append(f"normals per generator timing {opts.gen_numel or 'default (2^24 CPU, 2^28 CUDA)'}")
+    parts += [f"max seconds per measure {opts.max_seconds:g}", f"seed {opts.seed}"]
+    return "Options: " + "; ".join(parts) + "."
+
+
 def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, str]) -> str:
     """The Markdown summary: a header saying how it was measured, then one table per section."""
     from zofo.tables import to_markdown
@@ -281,13 +310,7 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
         "",
         "Random-init weights, used for timing and memory only: " + (", ".join(random_models) or "none") + ".",
         "",
-        f"Options: sections {','.join(opts.run_sections)}; device {opts.device}; models "
-        f"{','.join(opts.models)}; sizes {','.join(opts.run_sizes) or 'none'}; shapes "
-        f"{format_shapes(opts.shapes)}; generators {','.join(opts.generators)}; clients "
-        f"{opts.clients}; scaling clients {','.join(map(str, opts.scaling_clients))}; growth widths "
-        f"{','.join(map(str, opts.growth_hidden))}; FedKSeed K {opts.fedkseed_k}, "
-        f"{opts.fedkseed_clients} clients x {opts.fedkseed_tau} steps x {opts.fedkseed_rounds} rounds; "
-        f"memory {'on' if opts.memory else 'off'}; seed {opts.seed}.",
+        options_text(opts),
     ]
     packaged = df[~df["model"].str.startswith("opt-") & (df["model"] != "-")]
     if (packaged["model"] == GOAL_MODEL).any():
