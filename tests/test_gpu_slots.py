@@ -34,7 +34,8 @@ def test_a_run_holds_a_gpu_when_its_device_is_a_cuda_card(device: str, auto_devi
 
 
 def test_bad_devices_are_named() -> None:
-    with pytest.raises(ConfigError, match=r"device: got 'gpu'; allowed: auto, cpu, mps, cuda or cuda:N"):
+    allowed = r"auto, cpu, cuda, cuda:N \(N a GPU index\) or mps"
+    with pytest.raises(ConfigError, match=rf"device: got 'gpu'; allowed: {allowed}"):
         gpus_for_device("gpu")
     with pytest.raises(ConfigError, match=r"auto_device: got 'mps'"):
         gpus_for_device("auto", "mps")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -103,6 +104,17 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, "a string")
         return value
     raise TypeError(f"config type {tp} of {key} is not supported")
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_ALLOWED = "auto, cpu, cuda, cuda:N (N a GPU index) or mps"
+
+
+def check_device_name(name: object, key: str = "device") -> None:
+    """Raise ConfigError unless ``name`` is a device the ``device`` key accepts (available here or not:
+    the workflow plans runs for machines it is not on)."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(key, name, DEVICE_ALLOWED)
 
 
 def positive(key: str, value: float | int, *, allow_zero: bool = False) -> None:
@@ -308,12 +320,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         positive("threads", self.threads)
-        from zofo.device import DTYPES, check_device_name  # here: device imports torch, config stays light
-
         check_device_name(self.device)
-        if self.dtype not in DTYPES:
+        dtypes = typing.get_args(typing.get_type_hints(RunConfig)["dtype"])
+        if self.dtype not in dtypes:
             raise ConfigError(
-                "dtype", self.dtype, f"one of {list(DTYPES)}" + did_you_mean(self.dtype, DTYPES)
+                "dtype", self.dtype, f"one of {list(dtypes)}" + did_you_mean(self.dtype, dtypes)
             )
 
     @classmethod

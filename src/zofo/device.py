@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
-import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+from zofo.config import DEVICE_ALLOWED, check_device_name
 from zofo.errors import ConfigError, ZofoError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -28,18 +28,10 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-DEVICE_ALLOWED = "auto, cpu, cuda, cuda:N (N a GPU index) or mps"
 # Device memory per byte of the model's weights, by method family, before a method's own additions
 # (``FederatedMethod.memory_factor``). ZO runs at inference level: the weights plus a 10% margin for
 # activations. FO keeps the weights, their gradients and AdamW's two moments, all in the weights' dtype.
 MEMORY_FACTORS: dict[str, float] = {"zo": 1.1, "fo": 4.0}
-
-
-def check_device_name(name: str) -> None:
-    """Raise ConfigError unless ``name`` is a device the ``device`` key accepts (available or not)."""
-    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
-        raise ConfigError("device", name, DEVICE_ALLOWED)
 
 
 def _mps_available() -> bool:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from zofo.config import check_device_name
 from zofo.errors import ConfigError
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 AUTO_DEVICES = ("cpu", "cuda")
 VISIBLE = "CUDA_VISIBLE_DEVICES"
 
@@ -41,8 +41,7 @@ def gpus_for_device(device: str, auto_device: str = "cpu") -> int:
     and ``mps`` (Apple's one integrated GPU is not a schedulable card). ``auto`` picks a device where the
     run lands, which the workflow cannot see when it plans (a Slurm login node has no GPU), so the
     workflow config says what ``auto`` runs are scheduled as (``auto_device``)."""
-    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
-        raise ConfigError("device", device, "auto, cpu, mps, cuda or cuda:N")
+    check_device_name(device)
     if auto_device not in AUTO_DEVICES:
         raise ConfigError("auto_device", auto_device, f"one of {list(AUTO_DEVICES)}")
     if device == "auto":

@@ -41,12 +41,9 @@ GPU_MODEL = config.get("gpu_model")
 RUN_GPUS = {}
 for _path, _cfg in RUN_CONFIGS.items():
     try:
-        _run = RunConfig.from_dict(_cfg)
-        # RunConfig resolves the default device; a zofo without a device option runs on the CPU.
-        RUN_GPUS[_path] = gpus_for_device(getattr(_run, "device", "cpu"), AUTO_DEVICE)
+        RUN_GPUS[_path] = gpus_for_device(RunConfig.from_dict(_cfg).device, AUTO_DEVICE)
     except ZofoError as e:
         raise WorkflowError(f"config: run {_path}: {e}")
-
 
 
 def study_meta(name):
