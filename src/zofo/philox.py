@@ -178,8 +178,11 @@ def _normal_core(scalars: torch.Tensor, skip: int, out: torch.Tensor) -> torch.T
     return _to_float(_signed(words, _magnitude(_M31 - (words & _M31))), out)
 
 
-def _normal_torch(seed: int, stream: int, start: int, out: torch.Tensor) -> torch.Tensor:
-    return _fused("normal", out.device)(_scalars(seed, stream, start, out.device), start % 4, out)
+def _normal_torch(
+    seed: int, stream: int, start: int, out: torch.Tensor, fuse: bool | None = None
+) -> torch.Tensor:
+    path = _torch_path("normal", out.device, fuse)
+    return path(_scalars(seed, stream, start, out.device), start % 4, out)
 
 
 def truncation(c: float) -> tuple[int, int, int]:
@@ -210,9 +213,21 @@ def _truncated_core(scalars: torch.Tensor, bounds: torch.Tensor, out: torch.Tens
     return _to_float(_signed(words, torch.minimum(_magnitude(w), cap)), out)
 
 
-def _truncated_torch(seed: int, stream: int, c: float, out: torch.Tensor) -> torch.Tensor:
+def _truncated_torch(
+    seed: int, stream: int, c: float, out: torch.Tensor, fuse: bool | None = None
+) -> torch.Tensor:
     bounds = torch.tensor(truncation(c), dtype=torch.int64, device=out.device)
-    return _fused("truncated", out.device)(_scalars(seed, stream, 0, out.device), bounds, out)
+    return _torch_path("truncated", out.device, fuse)(_scalars(seed, stream, 0, out.device), bounds, out)
+
+
+def torch_normal_(
+    out: torch.Tensor, seed: int, stream: int, start: int = 0, *, fuse: bool | None = None
+) -> torch.Tensor:
+    """``normal_`` through the torch ops on ``out``'s device, never the C kernel (contiguous float32 or
+    float64 ``out``). ``fuse``: None fuses where ZOFO_PHILOX_COMPILE says (CUDA by default), True always
+    (a compile failure is raised, not hidden), False never. For benchmarks and tests of the paths."""
+    key_of(seed)
+    return _normal_torch(seed, stream, start, out, fuse)
 
 
 # ---- the C kernel on the CPU, split across the torch threads ----------------------------------------
@@ -298,15 +313,23 @@ def truncated_normal_(out: torch.Tensor, seed: int, c: float, stream: int = 0) -
 
 _EAGER = {"normal": _normal_core, "truncated": _truncated_core}
 _FUSED: dict[str, Callable[..., torch.Tensor]] = {}
+_STRICT: dict[str, Callable[..., torch.Tensor]] = {}
 # Where the torch path is fused by torch.compile: "cuda" by default (one kernel instead of a few
 # hundred memory passes); "all" also on the CPU (for the tests), "none" never.
 COMPILE_ENV = "ZOFO_PHILOX_COMPILE"
 
 
-def _fused(kind: str, device: torch.device) -> Callable[..., torch.Tensor]:
-    """The torch path, fused by torch.compile into one kernel where COMPILE_ENV allows (integer
-    arithmetic until the last rounding, so fusion changes no bit); otherwise the eager ops. A backend
-    that fails to compile falls back to the eager ops for the rest of the process."""
+def _torch_path(kind: str, device: torch.device, fuse: bool | None) -> Callable[..., torch.Tensor]:
+    """The torch path, fused by torch.compile into one kernel (integer arithmetic until the last
+    rounding, so fusion changes no bit) when ``fuse`` is True, or when it is None and COMPILE_ENV
+    allows; otherwise the eager ops. Left to COMPILE_ENV, a backend that fails to compile falls back to
+    the eager ops for the rest of the process; asked for explicitly, the failure is raised."""
+    if fuse is False:
+        return _EAGER[kind]
+    if fuse:
+        if kind not in _STRICT:
+            _STRICT[kind] = torch.compile(_EAGER[kind], dynamic=True)
+        return _STRICT[kind]
     where = os.environ.get(COMPILE_ENV, "cuda")
     if not (where == "all" or where == device.type):
         return _EAGER[kind]

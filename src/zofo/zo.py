@@ -191,7 +191,7 @@ class SeededDirections:
                 z = store[i] if store is not None else self._scratch_for(p)
                 philox.normal_(z, seed, i)
                 if alpha is not None:
-                    p.add_(z, alpha=alpha)
+                    self._add(p, z, alpha)
                 continue
             flat = p.view(-1)
             out = store[i].view(-1) if store is not None else None
@@ -200,7 +200,16 @@ class SeededDirections:
                 z = out[a:b] if out is not None else buf[: b - a]
                 philox.normal_(z, seed, i, a)
                 if alpha is not None:
-                    flat[a:b].add_(z, alpha=alpha)
+                    self._add(flat[a:b], z, alpha)
+
+    def _add(self, w: torch.Tensor, z: torch.Tensor, alpha: float) -> None:
+        """w += alpha * z. With the portable generator the product and the sum are rounded apart:
+        torch's fused ``add_(z, alpha=)`` is one multiply-add on some CPUs and GPUs and two roundings
+        on others, so parties holding the same weights and z would drift apart by an ulp a step."""
+        if self.generator == "philox":
+            w.add_(torch.mul(z, alpha))
+        else:
+            w.add_(z, alpha=alpha)
 
     def z(self, seed: int) -> Iterator[torch.Tensor]:
         """z(seed), one tensor per parameter (in lean mode, freshly drawn and not kept)."""
@@ -233,7 +242,7 @@ class SeededDirections:
             self._generate(seed, alpha, None)
         elif not self._ensure_cached(seed, alpha):
             for p, z in zip(self.params, self._cache[seed], strict=True):
-                p.add_(z, alpha=alpha)
+                self._add(p, z, alpha)
 
     def _take_held(self, seed: int) -> float:
         """The held offset c on ``seed`` (0 if none), cleared; a hold on another seed is settled."""

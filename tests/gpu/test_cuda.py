@@ -56,12 +56,12 @@ def test_philox_raw_words_on_cuda_are_the_cpus(cuda, n, seed, stream, start):
 
 def test_compiled_philox_is_the_eager_ops_and_really_compiled(cuda):
     out = torch.full((300_007,), math.nan, device=cuda)
-    compiled = philox.normal_(out, 7, 2, 5).clone()
-    # The module falls back to the eager ops for the rest of the process if compiling fails: that
-    # fallback must not have happened here, or this test compares the eager ops with themselves.
-    assert philox._FUSED["normal"] is not philox._EAGER["normal"]
-    eager = philox._EAGER["normal"](philox._scalars(7, 2, 5, cuda), 5 % 4, torch.full_like(out, math.nan))
+    # fuse=True raises if compiling fails, so this compares the compiled kernel with the eager ops.
+    compiled = philox.torch_normal_(out, 7, 2, 5, fuse=True).clone()
+    eager = philox.torch_normal_(torch.full_like(out, math.nan), 7, 2, 5, fuse=False)
     assert torch.equal(compiled, eager)
+    # and what the ZO step uses on CUDA by default is the same
+    assert torch.equal(philox.normal_(torch.full_like(out, math.nan), 7, 2, 5), eager)
 
 
 def test_zo_directions_on_cuda_are_the_cpus(cuda):

@@ -136,7 +136,7 @@ def torch_ops_normal_(out: torch.Tensor, seed: int, stream: int) -> torch.Tensor
     kernel on the CPU and the compiled ops on CUDA; this reaches past both to time the plain path)."""
     from zofo import philox
 
-    return philox._EAGER["normal"](philox._scalars(seed, stream, 0, out.device), 0, out)
+    return philox.torch_normal_(out, seed, stream, fuse=False)
 
 
 def _kernel(device: torch.device) -> str:
