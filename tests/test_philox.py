@@ -216,15 +216,21 @@ print(philox.kernel(), torch.backends.cpu.get_cpu_capability(), hashlib.sha256(a
 """
 
 
-def _digest(env: dict[str, str], threads: int) -> tuple[str, str, str]:
+def _python(code: str, env: dict[str, str], *args: str) -> str:
+    """What a fresh interpreter prints for ``code`` with ``env`` added: the CPU capability and the
+    kernel choice are read once per process."""
     out = subprocess.run(
-        [sys.executable, "-c", _DIGEST, str(threads)],
+        [sys.executable, "-c", code, *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=True,
     )
-    kernel, capability, digest = out.stdout.split()
+    return out.stdout
+
+
+def _digest(env: dict[str, str], threads: int) -> tuple[str, str, str]:
+    kernel, capability, digest = _python(_DIGEST, env, str(threads)).split()
     return kernel, capability, digest
 
 
@@ -246,16 +252,7 @@ def test_stock_randn_differs_across_instruction_sets():
         "import hashlib, torch; g = torch.Generator().manual_seed(5); "
         "print(hashlib.sha256(torch.randn(100_003, generator=g).numpy().tobytes()).hexdigest())"
     )
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "ATEN_CPU_CAPABILITY": cap},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for cap in ("default", "avx2")
-    }
+    digests = {_python(code, {"ATEN_CPU_CAPABILITY": cap}) for cap in ("default", "avx2")}
     assert len(digests) == 2
 
 
@@ -371,15 +368,6 @@ print(torch.backends.cpu.get_cpu_capability(), digest)
 def test_philox_weights_are_the_same_across_instruction_sets():
     # Same z, and the update rounded the same way: torch's fused add_(alpha=) is one multiply-add under
     # AVX2 and two roundings under the default capability, which the portable update avoids.
-    outs = [
-        subprocess.run(
-            [sys.executable, "-c", _STEP],
-            env={**os.environ, "ATEN_CPU_CAPABILITY": cap},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        for cap in ("default", "avx2")
-    ]
+    outs = [_python(_STEP, {"ATEN_CPU_CAPABILITY": cap}).split() for cap in ("default", "avx2")]
     assert outs[0][0] != outs[1][0]
     assert outs[0][1] == outs[1][1]

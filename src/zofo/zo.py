@@ -160,36 +160,13 @@ class SeededDirections:
         """One regeneration of z(seed), chunk by chunk: each chunk is added to the weights times alpha
         (if given) and kept in ``store`` (if given) while it is still in cache."""
         self.regenerations += 1
-        if self.generator == "philox":
-            self._generate_philox(seed, alpha, store)
-            return
-        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        whole, chunk = self._drawers(seed)
         for i, p in enumerate(self.params):
             bounds = self._bounds[i]
             if not bounds:
-                z = self._whole(p, g)
-                if store is not None:
+                z = whole(i, p, store[i] if store is not None else None)
+                if store is not None and z is not store[i]:
                     store[i].copy_(z)
-                if alpha is not None:
-                    p.add_(z, alpha=alpha)
-                continue
-            flat = p.view(-1)
-            out = store[i].view(-1) if store is not None else None
-            buf = self._buffer(p.dtype)
-            for a, b in bounds:
-                z = out[a:b] if out is not None else buf[: b - a]
-                z.normal_(generator=g)
-                if alpha is not None:
-                    flat[a:b].add_(z, alpha=alpha)
-
-    def _generate_philox(self, seed: int, alpha: float | None, store: list[torch.Tensor] | None) -> None:
-        # Parameter i is stream i: its numbers do not depend on the other parameters, the chunking or
-        # the device, so CPU parameters go chunk by chunk (cache-sized) and others whole, on-device.
-        for i, p in enumerate(self.params):
-            bounds = self._bounds[i]
-            if not bounds:
-                z = store[i] if store is not None else self._scratch_for(p)
-                philox.normal_(z, seed, i)
                 if alpha is not None:
                     self._add(p, z, alpha)
                 continue
@@ -198,9 +175,25 @@ class SeededDirections:
             buf = self._buffer(p.dtype)
             for a, b in bounds:
                 z = out[a:b] if out is not None else buf[: b - a]
-                philox.normal_(z, seed, i, a)
+                chunk(z, i, a)
                 if alpha is not None:
                     self._add(flat[a:b], z, alpha)
+
+    def _drawers(self, seed: int) -> tuple[Callable[..., torch.Tensor], Callable[..., object]]:
+        """(whole, chunk) for one regeneration of z(seed): ``whole(i, p, dest)`` returns parameter i's
+        z (in dest when given, if it can), ``chunk(z, i, start)`` fills a chunk in place.
+
+        philox: parameter i is stream i, a function of position alone, so chunks need not come in
+        order and unchunked (non-CPU) parameters are drawn whole on their own device. torch: one
+        mt19937 stream on the CPU through every parameter in order, copied to the parameter's device."""
+        if self.generator == "philox":
+
+            def whole(i: int, p: torch.Tensor, dest: torch.Tensor | None) -> torch.Tensor:
+                return philox.normal_(dest if dest is not None else self._scratch_for(p), seed, i)
+
+            return whole, lambda z, i, start: philox.normal_(z, seed, i, start)
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        return (lambda i, p, dest: self._whole(p, g)), (lambda z, i, start: z.normal_(generator=g))
 
     def _add(self, w: torch.Tensor, z: torch.Tensor, alpha: float) -> None:
         """w += alpha * z. With the portable generator the product and the sum are rounded apart:
