@@ -445,6 +445,8 @@ def test_parties_on_different_instruction_sets_draw_different_stock_z_and_the_sa
     assert df.loc[("torch", "isa"), "z_differ"] > 0.1  # ASSETS.md measured 38%
     assert df.loc[("torch", "isa"), "z_max_abs_diff"] < 1e-5  # last bits of fp32 log/cos, not other draws
     assert (df.xs("philox", level="generator")["z_differ"] == 0).all()
+    # and with the same z the portable update leaves the parties' weights bitwise equal
+    assert (df.xs("philox", level="generator")["max_abs_drift"] == 0).all()
     assert (df.xs("same", level="scenario")["max_abs_drift"] == 0).all()
     assert df["broadcasts_equal"].all()
 

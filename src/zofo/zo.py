@@ -66,6 +66,14 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def add_scaled_(w: torch.Tensor, z: torch.Tensor, alpha: float, portable: bool) -> torch.Tensor:
+    """w += alpha * z. ``portable`` rounds the product and the sum apart: torch's fused
+    ``add_(z, alpha=)`` is one multiply-add on some CPUs and GPUs and two roundings on others, so parties
+    holding the same weights and z would drift apart by an ulp a step. The stock generator keeps the
+    fused form, whose numbers the committed runs hold."""
+    return w.add_(torch.mul(z, alpha)) if portable else w.add_(z, alpha=alpha)
+
+
 def chunk_bounds(numel: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
     """[start, stop) of the chunks of a flat parameter: each a multiple of 16 long except the last,
     which is never shorter than 16 (a remainder under 16 joins the chunk before it)."""
@@ -196,13 +204,7 @@ class SeededDirections:
         return (lambda i, p, dest: self._whole(p, g)), (lambda z, i, start: z.normal_(generator=g))
 
     def _add(self, w: torch.Tensor, z: torch.Tensor, alpha: float) -> None:
-        """w += alpha * z. With the portable generator the product and the sum are rounded apart:
-        torch's fused ``add_(z, alpha=)`` is one multiply-add on some CPUs and GPUs and two roundings
-        on others, so parties holding the same weights and z would drift apart by an ulp a step."""
-        if self.generator == "philox":
-            w.add_(torch.mul(z, alpha))
-        else:
-            w.add_(z, alpha=alpha)
+        add_scaled_(w, z, alpha, portable=self.generator == "philox")
 
     def z(self, seed: int) -> Iterator[torch.Tensor]:
         """z(seed), one tensor per parameter (in lean mode, freshly drawn and not kept)."""

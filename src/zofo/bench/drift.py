@@ -190,8 +190,10 @@ class WaveDirections:
 
     @torch.no_grad()
     def axpy(self, seed: int, alpha: float) -> None:
+        from zofo.zo import add_scaled_
+
         for p, z in zip(self.params, self.z(seed), strict=True):
-            p.add_(z, alpha=float(alpha))
+            add_scaled_(p, z, float(alpha), portable=self.generator == "philox")
 
     def update(self, seed: int, coeff: float) -> None:
         self.axpy(seed, -float(coeff))
