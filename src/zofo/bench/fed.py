@@ -13,7 +13,7 @@ from zofo.config import ZOConfig
 from zofo.methods.base import ClientData, Payload, RunContext
 from zofo.methods.fedkseed import FedKSeed, FedKSeedParams
 from zofo.methods.feedsign import FeedSign, FeedSignParams
-from zofo.rng import torch_rng
+from zofo.rng import seed32, torch_rng
 from zofo.zo import SeededDirections
 
 EPS = ZOConfig().eps  # the perturbation scale a run uses by default
@@ -44,6 +44,29 @@ def zo_step(dirs: SeededDirections, seed: int, loss: Callable[[], torch.Tensor],
         g = dirs.estimate(seed, loss, hold=True)
         dirs.update(seed, lr * g)
     return g
+
+
+def memory_workload(
+    kind: str, params: Sequence[torch.Tensor], loss: Callable[[], torch.Tensor], seed: int, generator: str
+) -> None:
+    """The work whose peak memory a memory row reports, run twice so that state made on first use
+    (AdamW's moments, fast mode's z buffers while the previous seed's are cached) is alive at once:
+    "inference" (two no-grad forwards), "zo_lean" / "zo_fast" (zofo's ZO step) or "adamw" (a step)."""
+    if kind == "inference":
+        for _ in range(2):
+            forward_pair(loss)
+    elif kind in ("zo_lean", "zo_fast"):
+        dirs = directions(params, kind.removeprefix("zo_"), generator)
+        for i in range(2):
+            zo_step(dirs, seed32(seed, "bench", "memory", i), loss)
+        dirs.clear()
+    else:
+        opt = torch.optim.AdamW(params, lr=LR)
+        for _ in range(2):
+            opt.zero_grad(set_to_none=True)
+            loss().backward()
+            opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def _rng_devices(params: Sequence[torch.Tensor]) -> list[int]:

@@ -39,12 +39,12 @@ import torch
 
 from zofo.bench.common import RANDOM_NOTE, Rows, join, log, median_time
 from zofo.bench.fed import (
-    LR,
     FedKSeedServer,
     FeedSignRounds,
     directions,
     fedkseed_history,
     forward_pair,
+    memory_workload,
     mezo_reference_step,
     zo_step,
 )
@@ -308,19 +308,7 @@ def child_run(
     bm = load_bench_model(model, seed, assets_dir, "cpu", DTYPES[dtype])
     loss = make_loss(bm, make_batch(bm, shape, seed))
     loaded = peak_rss_mb()  # the part every kind shares: interpreter, torch, transformers, the model
-    if kind == "inference":
-        for _ in range(2):
-            forward_pair(loss)
-    elif kind in ("zo_lean", "zo_fast"):
-        dirs = directions(bm.params, kind.removeprefix("zo_"), generator)
-        for i in range(2):
-            zo_step(dirs, seed32(seed, "bench", "memory", i), loss)
-    else:
-        opt = torch.optim.AdamW(bm.params, lr=LR)
-        for _ in range(2):
-            opt.zero_grad(set_to_none=True)
-            loss().backward()
-            opt.step()
+    memory_workload(kind, bm.params, loss, seed, generator)
     return {
         "kind": kind,
         "model": model,

@@ -42,7 +42,7 @@ from zofo.bench.common import (
     median_time,
     peak_device_mb,
 )
-from zofo.bench.fed import LR, directions, forward_pair, zo_step
+from zofo.bench.fed import directions, forward_pair, memory_workload, zo_step
 from zofo.bench.models import BenchModel, load_bench_model, make_batch, make_loss, opt_parameters
 from zofo.bench.options import format_shape
 from zofo.bench.packaged import fedkseed_rows, memory_rows
@@ -244,21 +244,7 @@ class Sizes:
         seed = self.opts.seed
 
         def run() -> None:
-            if kind == "inference":
-                for _ in range(2):
-                    forward_pair(loss)
-            elif kind in ("zo_lean", "zo_fast"):
-                dirs = directions(bm.params, kind.removeprefix("zo_"), "philox")
-                for i in range(2):
-                    zo_step(dirs, seed32(seed, "bench", "memory", i), loss)
-                dirs.clear()
-            else:
-                opt = torch.optim.AdamW(bm.params, lr=LR)
-                for _ in range(2):
-                    opt.zero_grad(set_to_none=True)
-                    loss().backward()
-                    opt.step()
-                opt.zero_grad(set_to_none=True)
+            memory_workload(kind, bm.params, loss, seed, "philox")
 
         return run
 
