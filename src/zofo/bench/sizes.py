@@ -249,30 +249,22 @@ class Sizes:
         return run
 
     def fedkseed(self, bm: BenchModel) -> None:
+        def skip_both(reason: str) -> None:
+            for measure in ("fedkseed_incremental", "fedkseed_rebuild"):
+                self.skip(bm.name, bm.n_params, "-", measure, reason)
+
         weights_mb = bm.n_params * self.itemsize / MIB
         if 3 * weights_mb > 0.9 * self.total_mb:
-            for measure in ("fedkseed_incremental", "fedkseed_rebuild"):
-                self.skip(
-                    bm.name,
-                    bm.n_params,
-                    "-",
-                    measure,
-                    f"the server's rebuild keeps w0 and the global weights: 3 x the weights = "
-                    f"{3 * weights_mb / 1024:.0f} GiB > 90% of this device's {self.total_mb / 1024:.0f} GiB",
-                )
+            skip_both(
+                f"the server's rebuild keeps w0 and the global weights: 3 x the weights = "
+                f"{3 * weights_mb / 1024:.0f} GiB > 90% of this device's {self.total_mb / 1024:.0f} GiB"
+            )
             return
         opts = self.opts
         regenerations = opts.fedkseed_clients * opts.fedkseed_tau * opts.fedkseed_rounds  # a bound
         estimate = regenerations * bm.n_params / self.rate("philox")
         if estimate > opts.max_seconds:
-            for measure in ("fedkseed_incremental", "fedkseed_rebuild"):
-                self.skip(
-                    bm.name,
-                    bm.n_params,
-                    "-",
-                    measure,
-                    f"estimated up to {estimate:.0f} s per rebuild > --max-seconds {opts.max_seconds:g}",
-                )
+            skip_both(f"estimated up to {estimate:.0f} s per rebuild > --max-seconds {opts.max_seconds:g}")
             return
         try:
             fedkseed_rows(
