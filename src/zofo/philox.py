@@ -114,9 +114,15 @@ def _words(key_stream_block: torch.Tensor, skip: int, n: int) -> torch.Tensor:
     return torch.stack(philox4x32(c, (k0, k1)), dim=1).reshape(-1)[skip : skip + n]
 
 
-def _scalars(seed: int, stream: int, start: int, device: torch.device | str) -> torch.Tensor:
+def _stream(stream: int) -> int:
+    # Checked on every path: the C kernel would otherwise take a stream past 2^32 modulo 2^32.
     if not 0 <= int(stream) <= _M32:
         raise ValueError(f"stream: got {stream}; allowed: an integer in [0, 2**32)")
+    return int(stream)
+
+
+def _scalars(seed: int, stream: int, start: int, device: torch.device | str) -> torch.Tensor:
+    _stream(stream)
     if int(start) < 0:
         raise ValueError(f"start: got {start}; allowed: an integer >= 0")
     return torch.tensor([*key_of(seed), int(stream), int(start) // 4], dtype=torch.int64, device=device)
@@ -260,55 +266,44 @@ def _c_fill(fill: Callable[..., None], out: torch.Tensor, start: int, *args: int
         f.result()
 
 
-def _use_c(out: torch.Tensor) -> bool:
-    return (
-        _c is not None
-        and out.device.type == "cpu"
-        and out.dtype in (torch.float32, torch.float64)
-        and out.is_contiguous()
-    )
-
-
-def _via_float32(fn: Callable[[torch.Tensor], torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-    # bf16 / fp16 targets: the float32 values rounded once more (round-to-nearest-even everywhere), so
-    # a bf16 model sees the float32 model's z rounded, on every device.
-    tmp = torch.empty(out.shape, dtype=torch.float32, device=out.device)
-    return out.copy_(fn(tmp))
-
-
-def _dense_like(out: torch.Tensor) -> torch.Tensor:
-    # A strided view is filled in its logical (row-major) order, as its contiguous copy would be.
-    return torch.empty(out.shape, dtype=out.dtype, device=out.device)
+def _fill(
+    out: torch.Tensor, kernel: Callable[[torch.Tensor], object], torch_path: Callable[[torch.Tensor], object]
+) -> torch.Tensor:
+    """Fill ``out`` by the fastest path that gives the definition's bits: bf16 / fp16 targets are the
+    float32 values rounded once more (round-to-nearest-even everywhere, so a bf16 model sees the
+    float32 model's z rounded, on every device); a strided view is filled in its logical (row-major)
+    order, as its contiguous copy would be; then the C kernel on the CPU, else the torch ops."""
+    if out.dtype in (torch.bfloat16, torch.float16) or not out.is_contiguous():
+        dtype = torch.float32 if out.dtype in (torch.bfloat16, torch.float16) else out.dtype
+        return out.copy_(_fill(torch.empty(out.shape, dtype=dtype, device=out.device), kernel, torch_path))
+    if _c is not None and out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64):
+        kernel(out)
+    else:
+        torch_path(out)
+    return out
 
 
 def normal_(out: torch.Tensor, seed: int, stream: int, start: int = 0) -> torch.Tensor:
     """Fill ``out`` (any float dtype, any device, read as flat) with the normals of positions
     start..start + out.numel() of (seed, stream)."""
-    key_of(seed)
-    if out.dtype in (torch.bfloat16, torch.float16):
-        return _via_float32(lambda t: normal_(t, seed, stream, start), out)
-    if _use_c(out):
-        _c_fill(_c.normal, out, start, *key_of(seed), int(stream))
-        return out
-    if not out.is_contiguous():
-        return out.copy_(normal_(_dense_like(out), seed, stream, start))
-    return _normal_torch(seed, stream, start, out)
+    key = key_of(seed)
+    return _fill(
+        out,
+        lambda t: _c_fill(_c.normal, t, start, *key, _stream(stream)),
+        lambda t: _normal_torch(seed, stream, start, t),
+    )
 
 
 def truncated_normal_(out: torch.Tensor, seed: int, c: float, stream: int = 0) -> torch.Tensor:
     """Fill ``out`` with N(0, 1) truncated to [-c, c] (0 < c <= 1), positions 0.. of (seed, stream),
     by the inverse CDF restricted to the truncation's probability range (an exact sampler of the
     truncation up to the quantile's interpolation)."""
-    key_of(seed)
-    if out.dtype in (torch.bfloat16, torch.float16):
-        return _via_float32(lambda t: truncated_normal_(t, seed, c, stream), out)
-    if _use_c(out):
-        w_lo, span, cap = truncation(c)
-        _c_fill(_c.truncated, out, 0, *key_of(seed), int(stream), w_lo, span, cap)
-        return out
-    if not out.is_contiguous():
-        return out.copy_(truncated_normal_(_dense_like(out), seed, c, stream))
-    return _truncated_torch(seed, stream, c, out)
+    key, bounds = key_of(seed), truncation(c)
+    return _fill(
+        out,
+        lambda t: _c_fill(_c.truncated, t, 0, *key, _stream(stream), *bounds),
+        lambda t: _truncated_torch(seed, stream, c, t),
+    )
 
 
 _EAGER = {"normal": _normal_core, "truncated": _truncated_core}
