@@ -18,8 +18,8 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from zofo.config import ModelConfig  # noqa: E402
-from zofo.models import LoadedModel, load_model  # noqa: E402
+from zofo.assets.models import LoadedModel, load_model  # noqa: E402
+from zofo.core.config import ModelConfig  # noqa: E402
 
 # The restore tolerance of perturb(+1), perturb(-2), perturb(+1) in fp32 with |w| <= ~1 and eps 1e-3:
 # each add_ rounds to half an ulp of max(|w|, 2 eps |z|) <= ~1, i.e. ~6e-8; four roundings stay below
@@ -57,7 +57,7 @@ def oracle_z(params: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
 
 
 def unique_trainable(model: torch.nn.Module) -> list[torch.Tensor]:
-    """Trainable tensors in named_parameters order, each shared tensor once (independent of zofo.zo)."""
+    """Trainable tensors in named_parameters order, each shared tensor once (independent of zofo.core.zo)."""
     seen: set[int] = set()
     out = []
     for _, p in model.named_parameters(remove_duplicate=False):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zofo.errors import ConfigError
+from zofo.core.errors import ConfigError
 from zofo.robust.aggregators import (
     AGGREGATORS,
     combine,

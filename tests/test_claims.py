@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from zofo.claims import (
+from zofo.analysis.claims import (
     CLAIMS,
     COLUMNS,
     DOES_NOT_HOLD,
@@ -531,7 +531,7 @@ def test_a_method_that_does_not_learn_proves_no_robustness(gain: float, expected
 
 
 def test_the_claims_read_the_largest_model_of_a_main_study_over_sizes() -> None:
-    from zofo.claims import largest_model
+    from zofo.analysis.claims import largest_model
 
     main = pd.DataFrame({"model": ["m:1L", "m", "m:3L", "m"], "parameters": [13.8e6, 22.7e6, 17.4e6, 22.7e6]})
     assert largest_model(main) == "m"

@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 import yaml
 
+from zofo.assets.catalog import PACKAGED
+from zofo.assets.models import load_model
 from zofo.cli import main
-from zofo.config import ModelConfig, RunConfig
-from zofo.errors import ConfigError, ZofoError
-from zofo.models import PACKAGED, load_model
-from zofo.registry import METHODS, PARTITIONERS, TASKS
+from zofo.core.config import ModelConfig, RunConfig
+from zofo.core.errors import ConfigError, ZofoError
+from zofo.core.registry import METHODS, PARTITIONERS, TASKS
 
 
 def config_error(data) -> ConfigError:

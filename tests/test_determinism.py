@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import SMALL, tiny_run_config
 
-from zofo.config import RunConfig
-from zofo.engine.simulate import run
-from zofo.registry import METHODS
+from zofo.core.config import RunConfig
+from zofo.core.registry import METHODS
+from zofo.engine.loop import run
 
 MACHINE_COLUMNS = {"client_seconds", "server_seconds", "eval_seconds", "peak_rss_mb", "peak_device_mb"}
 

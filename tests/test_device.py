@@ -15,8 +15,12 @@ import pytest
 import torch
 from conftest import SMALL, devices, read_rows, tiny_run_config
 
-from zofo.config import ModelConfig, RunConfig, TaskConfig
-from zofo.device import (
+from zofo.analysis.load import load_runs
+from zofo.analysis.tables import check_consistent
+from zofo.assets.models import load_model, parameter_count
+from zofo.assets.objectives import build_objective
+from zofo.core.config import ModelConfig, RunConfig, TaskConfig
+from zofo.core.device import (
     MEMORY_FACTORS,
     check_memory,
     forked_rng,
@@ -26,14 +30,10 @@ from zofo.device import (
     restore_location,
     torch_dtype,
 )
-from zofo.engine.simulate import run
-from zofo.errors import ConfigError, ZofoError
-from zofo.models import load_model, parameter_count
-from zofo.objectives import build_objective
-from zofo.registry import METHODS, TASKS
-from zofo.results import load_runs
-from zofo.tables import check_consistent
-from zofo.zo import SeededDirections, trainable_parameters
+from zofo.core.errors import ConfigError, ZofoError
+from zofo.core.registry import METHODS, TASKS
+from zofo.core.zo import SeededDirections, trainable_parameters
+from zofo.engine.loop import run
 
 GiB = 2**30
 
@@ -124,7 +124,7 @@ def test_the_fit_check_only_warns_on_the_cpu(capsys) -> None:
 
 
 def test_the_engine_refuses_a_run_that_cannot_fit_before_loading_it(tmp_path: Path, monkeypatch) -> None:
-    import zofo.engine.simulate as simulate
+    import zofo.engine.loop as simulate
 
     # A CUDA device with 1 byte free, on any machine: the check reads nothing from the hardware.
     monkeypatch.setattr(simulate, "resolve_device", lambda name: torch.device("cuda", 0))
@@ -139,7 +139,7 @@ def test_the_engine_refuses_a_run_that_cannot_fit_before_loading_it(tmp_path: Pa
 
 
 def test_memory_factors_count_what_each_method_keeps() -> None:
-    from zofo.config import ZOConfig, build
+    from zofo.core.config import ZOConfig, build
 
     for name in METHODS.names():
         cls = METHODS.get(name)
@@ -217,7 +217,7 @@ def bf16_ulp(x: torch.Tensor) -> torch.Tensor:
 def test_zo_restore_in_bfloat16_stays_within_the_documented_bound(device: str, mode: str) -> None:
     """perturb(+1), perturb(-2), perturb(+1) in bfloat16: each add_ rounds once, to half an ulp of a
     value no larger than |w| + 2 eps |z|, so the restored weight is within 1.5 ulp of that (the bound in
-    zofo.objectives' docstring); and l+ and l- are float32 numbers that differ."""
+    zofo.assets.objectives' docstring); and l+ and l- are float32 numbers that differ."""
     eps = 1e-3
     objective, batch = _objective("tiny-llama", "bbc-news", device, torch.bfloat16)
     params = trainable_parameters(objective.model)
@@ -389,7 +389,7 @@ def test_on_a_gpu_the_fit_check_reads_free_memory_and_the_peak_is_counted() -> N
     free, total = torch.cuda.mem_get_info(dev)
     with pytest.raises(ZofoError, match="does not fit"):
         check_memory(total // 2 + 1, torch.float32, 1.1, dev)  # 2.2x the whole GPU
-    from zofo.device import reset_peak_memory
+    from zofo.core.device import reset_peak_memory
 
     reset_peak_memory(dev)
     x = torch.empty(64 * 2**20, dtype=torch.uint8, device=dev)

@@ -10,8 +10,8 @@ import pandas as pd
 import yaml
 from conftest import ROOT, run_workflow, tiny_run_config
 
-from zofo.config import RunConfig
-from zofo.engine.simulate import run
+from zofo.core.config import RunConfig
+from zofo.engine.loop import run
 
 DIVERGING = {"lr": 1e12}  # ZO-FedSGD steps of 1e12 * p * z overflow the logits within two rounds
 

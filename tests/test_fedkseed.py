@@ -1,4 +1,4 @@
-"""FedKSeed and FedKSeed-Pro: the defining properties, against oracles independent of zofo.zo.
+"""FedKSeed and FedKSeed-Pro: the defining properties, against oracles independent of zofo.core.zo.
 
 - linearity: the server's model (w0 - lr * sum_j A[j] z(C_j)) is the omega-weighted average of the clients'
   actual local models, captured before the working model is reset;
@@ -24,12 +24,12 @@ import pytest
 import torch
 from conftest import ZO_RESTORE_ATOL, load_tiny_llama, oracle_z, unique_trainable
 
-from zofo.config import ConfigError, ZOConfig
+from zofo.core.config import ConfigError, ZOConfig
+from zofo.core.registry import METHODS
+from zofo.core.seeds import seed32
 from zofo.engine.comm import transmit
 from zofo.methods.base import ClientData, RunContext
 from zofo.methods.fedkseed import FedKSeed, FedKSeedParams, FedKSeedPro, FedKSeedProParams, seed_probabilities
-from zofo.registry import METHODS
-from zofo.rng import seed32
 
 SEED = 11
 EPS = 1e-3

@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import ZO_RESTORE_ATOL, load_tiny_llama, max_abs_diff, oracle_z, snapshot
 
-from zofo.config import ZOConfig
+from zofo.core.config import ZOConfig
+from zofo.core.zo import trainable_parameters
 from zofo.engine.comm import payload_bits, transmit
 from zofo.methods.base import ClientData, RunContext
 from zofo.methods.feedsign import FeedSign, FeedSignParams, majority_vote
-from zofo.zo import trainable_parameters
 
 SEED = 17
 EPS = 1e-3

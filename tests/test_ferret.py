@@ -24,13 +24,13 @@ import pytest
 import torch
 from conftest import load_tiny_llama, tiny_run_config
 
-from zofo.config import ConfigError, RunConfig, ZOConfig, build
+from zofo.core.config import ConfigError, RunConfig, ZOConfig, build
+from zofo.core.seeds import derive, torch_rng
+from zofo.core.zo import trainable_parameters
 from zofo.engine.comm import transmit
-from zofo.engine.simulate import run
+from zofo.engine.loop import run
 from zofo.methods import ferret
 from zofo.methods.base import ClientData, RunContext
-from zofo.rng import derive, torch_rng
-from zofo.zo import trainable_parameters
 
 D = 50  # the block of checks 1 and 2: small enough for thousands of seeds in a second
 

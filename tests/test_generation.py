@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zofo.config import ModelConfig, RunConfig, TaskConfig
-from zofo.engine.simulate import run
-from zofo.metrics import load_metric
-from zofo.models import LoadedModel, load_model
-from zofo.objectives_generation import GenerationObjective
-from zofo.tasks import chatterbot as chatterbot_module
-from zofo.tasks.base import TaskData
-from zofo.tasks.chatterbot import chatterbot
+from zofo.assets.metrics import load_metric
+from zofo.assets.models import LoadedModel, load_model
+from zofo.assets.objectives.generation import GenerationObjective
+from zofo.assets.tasks import chatterbot as chatterbot_module
+from zofo.assets.tasks.base import TaskData
+from zofo.assets.tasks.chatterbot import chatterbot
+from zofo.core.config import ModelConfig, RunConfig, TaskConfig
+from zofo.engine.loop import run
 
 SCORERS = ("rouge", "rouge-score")
 

@@ -1,4 +1,4 @@
-"""zofo.gpu_slots: which GPU a workflow job takes. Checked on the CPU: the cards are names in
+"""zofo.grid.gpu_slots: which GPU a workflow job takes. Checked on the CPU: the cards are names in
 CUDA_VISIBLE_DEVICES and the claims are file locks, taken from several processes."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from zofo.errors import ConfigError
-from zofo.gpu_slots import bind_job_gpu, gpus_for_device, lock_dir, try_claim, visible_gpus
+from zofo.core.errors import ConfigError
+from zofo.grid.gpu_slots import bind_job_gpu, gpus_for_device, lock_dir, try_claim, visible_gpus
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
@@ -58,7 +58,7 @@ def test_lock_folders_are_per_slurm_allocation(tmp_path: Path) -> None:
 HOLDER = textwrap.dedent(
     """
     import sys
-    from zofo.gpu_slots import try_claim
+    from zofo.grid.gpu_slots import try_claim
     slot = try_claim(sys.argv[1], sys.argv[2].split(","))
     print(slot.card, flush=True)
     sys.stdin.read()  # hold the card until the test closes our stdin
@@ -115,7 +115,7 @@ JOB = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from zofo.gpu_slots import bind_job_gpu
+    from zofo.grid.gpu_slots import bind_job_gpu
     name, gpus, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     slot = bind_job_gpu(gpus, "cuda", "locks", os.environ)
     (out / f"{name}.card").write_text(os.environ["CUDA_VISIBLE_DEVICES"])

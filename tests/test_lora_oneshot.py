@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import read_rows, tiny_run_config
 
-from zofo.config import RunConfig
-from zofo.engine.simulate import run
-from zofo.errors import ConfigError
+from zofo.core.config import RunConfig
+from zofo.core.errors import ConfigError
+from zofo.engine.loop import run
 
 
 def test_lora_uplink_is_the_adapter_and_the_base_never_changes(tmp_path: Path) -> None:
-    from zofo.config import ModelConfig
-    from zofo.models import load_model
+    from zofo.assets.models import load_model
+    from zofo.core.config import ModelConfig
 
     data = tiny_run_config(
         "fedavg-lora",
@@ -66,13 +66,13 @@ def lora_round(averaging: str, seed: int = 3):
     Returns (model, method, per-client adapter tensors by name, base weights before, downlink bits)."""
     from conftest import load_tiny_llama
 
-    from zofo.config import TaskConfig, ZOConfig, build
+    from zofo.assets.objectives import build_objective
+    from zofo.core.config import TaskConfig, ZOConfig, build
+    from zofo.core.registry import METHODS, TASKS
+    from zofo.core.seeds import numpy_rng
     from zofo.engine.comm import transmit
-    from zofo.engine.simulate import client_batches
+    from zofo.engine.loop import client_batches
     from zofo.methods.base import ClientData, RunContext
-    from zofo.objectives import build_objective
-    from zofo.registry import METHODS, TASKS
-    from zofo.rng import numpy_rng
 
     task_cfg = TaskConfig(name="bbc-news", max_input_tokens=8)
     task = TASKS.get("bbc-news")(task_cfg)

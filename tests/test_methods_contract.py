@@ -27,14 +27,15 @@ from conftest import (
     unique_trainable,
 )
 
-from zofo.config import AggregatorConfig, ModelConfig, RunConfig, TaskConfig, ZOConfig, build
+from zofo.analysis.load import load_runs, read_run
+from zofo.assets.objectives import build_objective
+from zofo.core.config import AggregatorConfig, ModelConfig, RunConfig, TaskConfig, ZOConfig, build
+from zofo.core.registry import METHODS, TASKS
+from zofo.core.seeds import numpy_rng
 from zofo.engine.comm import transmit
-from zofo.engine.simulate import client_batches, run
+from zofo.engine.loop import client_batches, run
+from zofo.engine.record import ROUND_COLUMNS
 from zofo.methods.base import ClientData, FederatedMethod, RunContext
-from zofo.objectives import build_objective
-from zofo.registry import METHODS, TASKS
-from zofo.results import ROUND_COLUMNS, load_runs, read_run
-from zofo.rng import numpy_rng
 from zofo.robust.setting import validate_payload
 
 # Bits on the wire per client and round: (uplink per client, downlink per receiving client), for d

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from zofo.config import ModelConfig, RunConfig
-from zofo.errors import ConfigError
-from zofo.models import load_model
+from zofo.assets.models import load_model
+from zofo.core.config import ModelConfig, RunConfig
+from zofo.core.errors import ConfigError
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from zofo.config import ModelConfig, TaskConfig
-from zofo.models import load_model
-from zofo.objectives import EncoderHeadObjective, LabelWordObjective, build_objective
-from zofo.registry import TASKS
+from zofo.assets.models import load_model
+from zofo.assets.objectives import EncoderHeadObjective, LabelWordObjective, build_objective
+from zofo.core.config import ModelConfig, TaskConfig
+from zofo.core.registry import TASKS
 
 
 def _bbc(max_tokens: int = 12):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zofo.config import PartitionConfig
+from zofo.core.config import PartitionConfig
+from zofo.core.errors import ConfigError, ZofoError
+from zofo.core.registry import PARTITIONERS
+from zofo.core.seeds import numpy_rng
 from zofo.engine.partition import label_histograms, partition, partition_hash
-from zofo.errors import ConfigError, ZofoError
-from zofo.registry import PARTITIONERS
-from zofo.rng import numpy_rng
 
 NUM_LABELS = 5
 LABELS = np.repeat(np.arange(NUM_LABELS), 200)  # 1,000 examples, 200 per class

@@ -1,6 +1,6 @@
 """The portable generator: Philox4x32-10 words and integer normals, the same bits on every path.
 
-The oracles are independent of zofo.philox: Random123's published known answers for Philox4x32-10, a
+The oracles are independent of zofo.core.philox: Random123's published known answers for Philox4x32-10, a
 numpy re-implementation of the whole definition written here (uint64 arithmetic, numpy's frexp for the
 octave), Python's own normal quantile for the knots, and distribution tests against math.erf.
 """
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from zofo import philox
-from zofo._normal_knots import KNOTS
+from zofo.core import philox
+from zofo.core._normal_knots import KNOTS
+from zofo.core.zo import CHUNK, SeededDirections
 from zofo.methods import ferret
-from zofo.zo import CHUNK, SeededDirections
 
 # ---- an independent implementation of the definition (numpy, uint64) ------------------------------
 
@@ -206,7 +206,7 @@ def test_the_c_kernel_is_built_and_used():
 
 _DIGEST = """
 import hashlib, sys, torch
-from zofo import philox
+from zofo.core import philox
 torch.set_num_threads(int(sys.argv[1]))
 out = torch.empty(300_003)
 a = philox.normal_(out, 31, 4, 9).numpy().tobytes()
@@ -310,8 +310,8 @@ def test_unknown_generator_is_refused():
 def test_every_seeded_method_runs_on_philox_and_records_it(name, tmp_path):
     from conftest import SMALL, read_rows, tiny_run_config
 
-    from zofo.config import RunConfig
-    from zofo.engine.simulate import run
+    from zofo.core.config import RunConfig
+    from zofo.engine.loop import run
 
     def once(folder: str) -> list[dict]:
         cfg = tiny_run_config(name, SMALL.get(name), zo={"generator": "philox"}, checkpoint=False)
@@ -348,8 +348,8 @@ def test_fused_torch_path_changes_no_bit():
 
 _STEP = """
 import hashlib, torch
-from zofo.zo import SeededDirections
-from zofo import philox
+from zofo.core.zo import SeededDirections
+from zofo.core import philox
 # starting weights from the portable generator: torch.randn's own differ per instruction set
 params = [philox.normal_(torch.empty(s), 1, i) for i, s in enumerate([(300,), (70_001,), (64, 33)])]
 for mode in ("lean", "fast"):

@@ -20,7 +20,8 @@ from matplotlib.colors import same_color, to_rgb
 from matplotlib.container import ErrorbarContainer
 from matplotlib.lines import Line2D
 
-from zofo import plots, tables
+from zofo.analysis import figures as plots
+from zofo.analysis import tables
 
 FAMILY = {"fedavg": "fo", "oneshot": "fo", "feedsign": "zo", "zo-fedsgd": "zo"}
 CLIENTS = 10

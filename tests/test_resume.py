@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import SMALL, tiny_run_config
 
-from zofo.config import RunConfig
-from zofo.engine.simulate import CHECKPOINT, run
-from zofo.registry import METHODS
+from zofo.core.config import RunConfig
+from zofo.core.registry import METHODS
+from zofo.engine.loop import CHECKPOINT, run
 
 MACHINE_COLUMNS = {"client_seconds", "server_seconds", "eval_seconds", "peak_rss_mb", "peak_device_mb"}
 
@@ -70,7 +70,7 @@ def test_resume_after_interruption_equals_uninterrupted(name: str, tmp_path: Pat
 
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path: Path) -> None:
-    from zofo.errors import ZofoError
+    from zofo.core.errors import ZofoError
 
     cfg = RunConfig.from_dict(tiny_run_config("feedsign", {"lr": 1e-3}))
     out = tmp_path / "run"
@@ -140,7 +140,7 @@ def test_atomic_writes_leave_no_temporary_file_and_ordinary_permissions(tmp_path
     import os
     import stat
 
-    from zofo.results import atomic_write_text
+    from zofo.engine.record import atomic_write_text
 
     target = tmp_path / "rounds.jsonl"
     atomic_write_text(target, "one\n")

@@ -12,12 +12,12 @@ import torch
 from conftest import SMALL, read_rows, tiny_run_config
 from test_methods_contract import Setup, bbc_task  # noqa: F401 (bbc_task is a fixture)
 
-from zofo.config import RunConfig
+from zofo.core.config import RunConfig
+from zofo.core.errors import ConfigError
+from zofo.core.registry import METHODS
 from zofo.engine.comm import transmit
-from zofo.engine.simulate import run
-from zofo.errors import ConfigError
+from zofo.engine.loop import run
 from zofo.methods.base import Payload
-from zofo.registry import METHODS
 from zofo.robust.aggregators import combine
 from zofo.robust.setting import selection_weights, validate_payload
 

@@ -1,4 +1,4 @@
-"""zofo.study: named studies expand into run folders; a run shared by two studies is one folder, two
+"""zofo.grid.study: named studies expand into run folders; a run shared by two studies is one folder, two
 different configs for one folder are refused, and the default config's Byzantine study covers what
 issue 4 asks (every method, its matched attack, >= 4 fractions with 0, mean and a robust rule)."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zofo import study
-from zofo.config import RunConfig
-from zofo.registry import METHODS
+from zofo.core.config import RunConfig
+from zofo.core.registry import METHODS
+from zofo.grid import study
 from zofo.robust.attacks import ATTACKS
 
 ROOT = Path(__file__).resolve().parents[1]

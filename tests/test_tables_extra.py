@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from zofo import tables
-from zofo.results import RunWriter, load_runs
+from zofo.analysis import tables
+from zofo.analysis.load import load_runs
+from zofo.engine.record import RunWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY = {"fedavg": "fo", "fedkseed": "zo", "feedsign": "zo", "zo-fedsgd": "zo", "my_method": "zo"}

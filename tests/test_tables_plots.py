@@ -12,8 +12,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from zofo import plots, tables
-from zofo.results import RunWriter, load_runs
+from zofo.analysis import figures as plots
+from zofo.analysis import tables
+from zofo.analysis.load import load_runs
+from zofo.engine.record import RunWriter
 
 FAMILY = {"fedavg": "fo", "feedsign": "zo", "zo-fedsgd": "zo"}
 CLIENTS = 5

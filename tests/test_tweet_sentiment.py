@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from zofo.config import RunConfig, TaskConfig
-from zofo.registry import TASKS
+from zofo.core.config import RunConfig, TaskConfig
+from zofo.core.registry import TASKS
 
 
 @pytest.fixture(scope="module")

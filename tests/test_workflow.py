@@ -141,7 +141,7 @@ def test_slurm_profile_plans_every_run_with_its_resources(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from zofo.study import expand
+    from zofo.grid.study import expand
 
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
@@ -168,7 +168,7 @@ def test_slurm_profile_plans_every_run_with_its_resources(tmp_path: Path) -> Non
 def smoke_with(tmp_path: Path, **top: object) -> Path:
     """config/smoke.yaml with ``top`` laid over its top level (run_defaults and methods merged key by
     key), written to ``tmp_path``, its results there too."""
-    from zofo.study import deep_merge
+    from zofo.grid.study import deep_merge
 
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     where = {"results_dir": str(tmp_path / "results"), "figures_dir": str(tmp_path / "figures")}
@@ -181,7 +181,7 @@ def smoke_with(tmp_path: Path, **top: object) -> Path:
 def test_gpu_runs_hold_one_gpu_each_and_cpu_runs_none(tmp_path: Path) -> None:
     """`snakemake -n --resources gpu=2`: every run whose device is cuda is planned with gpu=1 (so at most
     two run at once), every cpu run with gpu=0."""
-    from zofo.study import expand
+    from zofo.grid.study import expand
 
     config = smoke_with(tmp_path, run_defaults={"device": "cuda"}, methods={"zo-fedsgd": {"device": "cpu"}})
     jobs = planned_runs(dry_run(tmp_path, config, "--cores", "4", "--resources", "gpu=2"))

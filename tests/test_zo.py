@@ -1,4 +1,4 @@
-"""The seeded ZO step (zofo.zo): restore, determinism, lean == fast, tied weights, global RNG untouched."""
+"""The seeded ZO step (zofo.core.zo): restore, determinism, lean == fast, tied weights, no global RNG."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import ZO_RESTORE_ATOL, load_tiny_llama, max_abs_diff, oracle_z, snapshot, unique_trainable
 
-from zofo.zo import SeededDirections, trainable_parameters
+from zofo.core.zo import SeededDirections, trainable_parameters
 
 EPS = 1e-3
 MODES = ["lean", "fast"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import ZO_RESTORE_ATOL, load_tiny_llama
 
-from zofo.zo import CHUNK, SeededDirections, chunk_bounds, trainable_parameters
+from zofo.core.zo import CHUNK, SeededDirections, chunk_bounds, trainable_parameters
 
 EPS = 1e-3
 LR = 1e-2  # lr * g * |z| well above the restore tolerance: a wrong update shows

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from zofo.errors import ConfigError, ZofoError
+from zofo.core.errors import ConfigError, ZofoError
 
 
 def _set(data: dict[str, Any], assignment: str) -> None:
@@ -30,7 +30,7 @@ def _set(data: dict[str, Any], assignment: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from zofo.config import RunConfig
+    from zofo.core.config import RunConfig
 
     path = Path(args.config)
     if not path.is_file():
@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for s in args.set or []:
         _set(data, s)
     cfg = RunConfig.from_dict(data)
-    from zofo.engine.simulate import run
+    from zofo.engine.loop import run
 
     out = run(cfg, args.out, progress=not args.quiet)
     print(out)
@@ -52,8 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from zofo.models import PACKAGED
-    from zofo.registry import METHODS, PARTITIONERS, TASKS
+    from zofo.assets.catalog import PACKAGED
+    from zofo.core.registry import METHODS, PARTITIONERS, TASKS
 
     print("methods:")
     for name in METHODS.names():
@@ -86,7 +86,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from zofo.assets import WHEEL_ASSETS, prepare_model
+    from zofo.assets.packaged import WHEEL_ASSETS, prepare_model
 
     if args.name not in WHEEL_ASSETS:
         raise ConfigError("name", args.name, f"one of {sorted(WHEEL_ASSETS)}")
@@ -98,9 +98,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from zofo import bench
 
-    opts = bench.options_from_args(args)  # every value checked before anything is timed
-    print(bench.bench(opts, args.out, args.figures), end="")
-    return 0
+    return bench.run_from_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,13 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assets-dir", default="resources")
     p.add_argument("--out", default=None, help="target folder (default: ASSETS_DIR/models/NAME)")
     p.set_defaults(fn=cmd_prepare)
-    from zofo.bench import add_arguments
+    from zofo.bench import DESCRIPTION, add_arguments
 
     p = sub.add_parser(
         "bench",
         help="time ZO steps against their forward passes, memory, FedKSeed's server update (ratios)",
-        description="Every measurement in one process and one run; writes OUT/bench.csv, OUT/bench.md "
-        "(also printed) and FIGURES/scaling.{png,pdf}. Quote the ratios, not the seconds.",
+        description=DESCRIPTION,
     )
     add_arguments(p)
     p.set_defaults(fn=cmd_bench)

@@ -80,11 +80,11 @@ install_carried() {
   (cd "$WORK" && "$PYTHON" -c "
 from setuptools import Extension, setup
 setup(name='zofo-philox', script_args=['-q', 'build_ext', '--build-lib', '$REPO/src', '--build-temp', 'build'],
-      ext_modules=[Extension('zofo._philox', ['$REPO/src/zofo/_philox.c'], extra_compile_args=['-O3'])])
+      ext_modules=[Extension('zofo.core._philox', ['$REPO/src/zofo/core/_philox.c'], extra_compile_args=['-O3'])])
 ") || echo "no C kernel built: the CPU uses the torch path"
   "$PYTHON" -c "
-import datasets, evaluate, torch, transformers, zofo.engine.simulate
-from zofo import philox
+import datasets, evaluate, torch, transformers, zofo.engine.loop
+from zofo.core import philox
 gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'
 print('torch', torch.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__,
       'evaluate', evaluate.__version__, 'philox kernel', philox.kernel(), 'cuda', gpu)"
@@ -111,7 +111,7 @@ run_bench() {
 
 miniature() { # miniature METHOD ROUNDS EVAL_EVERY PARAMS_YAML
   local method=$1 rounds=$2 every=$3 params=$4 device_keys=""
-  if "$PYTHON" -c "import sys; from zofo.config import RunConfig as C; sys.exit('device' not in C.__dataclass_fields__)"; then
+  if "$PYTHON" -c "import sys; from zofo.core.config import RunConfig as C; sys.exit('device' not in C.__dataclass_fields__)"; then
     device_keys=$(printf 'device: %s\ndtype: bfloat16' "$DEVICE")
   else
     echo "this zofo has no device/dtype run keys: the miniature runs on the CPU in fp32"

@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import SMALL, load_tiny_llama, read_rows, tiny_run_config
 
-from zofo import philox
-from zofo.registry import METHODS
-from zofo.zo import SeededDirections, trainable_parameters
+from zofo.core import philox
+from zofo.core.registry import METHODS
+from zofo.core.zo import SeededDirections, trainable_parameters
 
 pytestmark = pytest.mark.gpu
 
@@ -111,10 +111,10 @@ def test_zo_steps_on_cuda_land_on_the_cpus_weights(cuda):
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_completes_a_bf16_round_on_cuda_with_the_portable_generator(cuda, method, tmp_path):
-    """One round of every method on tiny-llama in bfloat16 on the GPU, z from zofo.philox (the engine's
+    """One round of every method on tiny-llama in bfloat16 on the GPU, z from zofo.core.philox (the engine's
     own device tests run with torch's generator); the peak device memory is in every row."""
-    from zofo.config import RunConfig
-    from zofo.engine.simulate import run
+    from zofo.core.config import RunConfig
+    from zofo.engine.loop import run
 
     data = tiny_run_config(
         method,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from zofo import study  # the grid -> runs expansion, shared with the tests (tests/test_baselines.py)
+from zofo.grid import study  # the grid -> runs expansion, shared with the tests (tests/test_baselines.py)
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -16,7 +16,7 @@ ENV = str(Path(workflow.basedir) / "environment.yml")
 
 
 # Every study's runs: folder (under RESULTS/runs) -> RunConfig mapping, and study -> its folders. A
-# run two studies share is one folder and one job (zofo.study.expand).
+# run two studies share is one folder and one job (zofo.grid.study.expand).
 try:
     RUN_CONFIGS, STUDY_RUNS = study.expand(config)
 except ValueError as e:
@@ -28,10 +28,10 @@ STUDIES = study.studies(config)
 EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 
 # Check every run's config now, so a typo fails before any job starts, with the key named.
-from zofo.config import RunConfig  # noqa: E402
-from zofo.errors import ZofoError  # noqa: E402
-from zofo.gpu_slots import gpus_for_device  # noqa: E402
-from zofo.tables import PARAMETERS_META  # noqa: E402
+from zofo.core.config import RunConfig  # noqa: E402
+from zofo.core.errors import ZofoError  # noqa: E402
+from zofo.grid.gpu_slots import gpus_for_device  # noqa: E402
+from zofo.analysis.tables import PARAMETERS_META  # noqa: E402
 
 # What `device: auto` runs are scheduled as: the workflow cannot see where a job will land.
 AUTO_DEVICE = config.get("auto_device", "cpu")

@@ -1,4 +1,4 @@
-# Figures read the run rows (through zofo.results.load_runs) and the tables; PNG for the README, PDF
+# Figures read the run rows (through zofo.analysis.load.load_runs) and the tables; PNG for the README, PDF
 # beside it for papers. Each figure's caption (under it, and in the report) names its setting.
 
 

@@ -18,7 +18,7 @@ rule run:
         run="|".join(re.escape(path) for path in RUN_CONFIGS),
     threads: config["threads_per_run"]
     # gpu: how many cards the job holds, so `--resources gpu=N` runs at most N GPU runs at once (the
-    # job then claims a free card itself: zofo.gpu_slots); the Slurm plugin submits it as --gpus.
+    # job then claims a free card itself: zofo.grid.gpu_slots); the Slurm plugin submits it as --gpus.
     # gpu_model: the card type on Slurm, for GPU runs only (None leaves the resource out).
     resources:
         mem_mb=config["mem_mb_per_run"],

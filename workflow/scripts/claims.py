@@ -5,7 +5,7 @@ import sys
 
 import pandas as pd
 
-from zofo import claims
+from zofo.analysis import claims
 
 log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it)
 sys.stderr = log

@@ -8,7 +8,7 @@ import yaml
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake injects it)
     sys.stderr = log
-    from zofo.gpu_slots import bind_job_gpu
+    from zofo.grid.gpu_slots import bind_job_gpu
 
     # Before anything starts CUDA: the card this job holds (its lock lasts as long as this process).
     gpu_slot = bind_job_gpu(
@@ -19,9 +19,9 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake injects it)
         log=lambda line: print(line, file=log, flush=True),
     )
 
-    from zofo.config import RunConfig
-    from zofo.engine.simulate import run
-    from zofo.results import atomic_write_text
+    from zofo.core.config import RunConfig
+    from zofo.engine.loop import run
+    from zofo.engine.record import atomic_write_text
 
     cfg = RunConfig.from_dict(snakemake.params.cfg)  # noqa: F821
     out = Path(snakemake.output.meta).parent  # noqa: F821

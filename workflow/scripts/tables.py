@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from zofo import tables
-from zofo.results import atomic_write_text, load_runs
+from zofo.analysis import tables
+from zofo.analysis.load import load_runs
+from zofo.engine.record import atomic_write_text
 
 # Not a `with` block: an uncaught exception's traceback is printed to sys.stderr after the block would
 # have closed the file, and would be lost; the file closes when the process exits.

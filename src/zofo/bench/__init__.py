@@ -9,7 +9,7 @@ timing here has a reference timed in the same run, and the summary quotes ratios
   ZO step against its two forward passes, a MeZO-style reference step, FeedSign's clients sharing z,
   peak memory in child processes, FedKSeed's server update, growth with width and clients.
 - ``generators`` (``zofo.bench.generators``): normals per second of the portable generator
-  (``zofo.philox``) and torch's own, and the bytes they write against a device-to-device copy.
+  (``zofo.core.philox``) and torch's own, and the bytes they write against a device-to-device copy.
 - ``sizes`` (``zofo.bench.sizes``): OPT-shaped decoders from 125M to 30B parameters on one device
   (``--device cuda``): ZO step against two forwards, ZO and first-order peak memory against inference,
   FedKSeed's server update.
@@ -24,6 +24,7 @@ call's z in its cache. Nothing global changes: the thread count is put back, mod
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ from zofo.bench.options import (
 )
 from zofo.bench.packaged import MEMORY_KINDS, child_run, run_child
 from zofo.bench.report import GOAL_MODEL, GOALS, goals_table, summary_markdown, write_outputs
-from zofo.errors import ConfigError
+from zofo.core.errors import ConfigError, ZofoError
 
 __all__ = [
     "CSV_COLUMNS",
@@ -148,6 +149,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zofo.bench.drift import party_main
 
         return party_main(args)
-    from zofo.cli import main as cli_main
+    parser = argparse.ArgumentParser(prog="zofo bench", description=DESCRIPTION)
+    add_arguments(parser)
+    try:
+        return run_from_args(parser.parse_args(args))
+    except ZofoError as e:
+        print(f"zofo: error: {e}", file=sys.stderr)
+        return 2
 
-    return cli_main(["bench", *args])
+
+DESCRIPTION = (
+    "Every measurement in one process and one run; writes OUT/bench.csv, OUT/bench.md (also printed) "
+    "and FIGURES/scaling.{png,pdf}. Quote the ratios, not the seconds."
+)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """``zofo bench`` once its arguments are parsed: every value is checked before anything is timed."""
+    opts = options_from_args(args)
+    print(bench(opts, args.out, args.figures), end="")
+    return 0

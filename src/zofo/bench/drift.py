@@ -19,7 +19,7 @@ hardware difference:
   with the CPU generator: the server draws a tensor longer than W as its first W values, then skips W
   more values of the stream, then draws the rest; the skipped offset stays skipped for every later
   tensor. For the portable generator the same server draws a long tensor as two launches, positions
-  [0, W) and [W, n) (``zofo.philox.normal_(out, seed, stream, start)``), the analogue of a different
+  [0, W) and [W, n) (``zofo.core.philox.normal_(out, seed, stream, start)``), the analogue of a different
   launch split. ``WaveDirections`` is this server's ``SeededDirections``.
 
 The simulation, honest about who holds what:
@@ -102,7 +102,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 def probe_seed(seed: int) -> int:
     """The seed whose z both parties draw before training, to compare the directions themselves."""
-    from zofo.rng import seed32
+    from zofo.core.seeds import seed32
 
     return seed32(seed, "bench", "drift", "probe")
 
@@ -164,7 +164,7 @@ class WaveDirections:
         self.regenerations += 1
         out = []
         if self.generator == "philox":
-            from zofo import philox
+            from zofo.core import philox
 
             for i, p in enumerate(self.params):
                 z = torch.empty(p.numel(), dtype=p.dtype, device=p.device)
@@ -190,7 +190,7 @@ class WaveDirections:
 
     @torch.no_grad()
     def axpy(self, seed: int, alpha: float) -> None:
-        from zofo.zo import add_scaled_
+        from zofo.core.zo import add_scaled_
 
         for p, z in zip(self.params, self.z(seed), strict=True):
             add_scaled_(p, z, float(alpha), portable=self.generator == "philox")
@@ -233,8 +233,8 @@ class Party:
         self.prepared: dict[str, Any] = {}
 
     def prepare(self, config: dict) -> Any:
-        from zofo.config import RunConfig
-        from zofo.engine.simulate import prepare
+        from zofo.core.config import RunConfig
+        from zofo.engine.loop import prepare
 
         cfg = RunConfig.from_dict(config)
         key = json.dumps({k: config[k] for k in ("model", "task", "partition", "seed")}, sort_keys=True)
@@ -247,8 +247,8 @@ class Party:
         return cfg, prep
 
     def method(self, cfg: Any, prep: Any) -> Any:
+        from zofo.core.registry import METHODS
         from zofo.methods.base import RunContext
-        from zofo.registry import METHODS
 
         torch.set_num_threads(cfg.threads)
         n = cfg.partition.num_clients
@@ -266,11 +266,11 @@ class Party:
         return method
 
     def clients(self, task: PartyTask) -> dict[str, Any]:
+        from zofo.core.seeds import numpy_rng
+        from zofo.core.zo import trainable_parameters
         from zofo.engine.comm import transmit
-        from zofo.engine.simulate import client_batches, sample_cohort
+        from zofo.engine.loop import client_batches, sample_cohort
         from zofo.methods.base import ClientData
-        from zofo.rng import numpy_rng
-        from zofo.zo import trainable_parameters
 
         cfg, prep = self.prepare(task.config)
         initial = {k: v.detach().clone() for k, v in prep.model.state_dict().items()}
@@ -319,7 +319,7 @@ class Party:
         return {"clients_metric_end": float(scores["metric"])}
 
     def server(self, task: PartyTask) -> dict[str, Any]:
-        from zofo.zo import trainable_parameters
+        from zofo.core.zo import trainable_parameters
 
         cfg, prep = self.prepare(task.config)
         record = torch.load(task.log_path, weights_only=False)
@@ -537,7 +537,7 @@ SCENARIO_TEXT = {
 
 
 def drift_markdown(df: pd.DataFrame, opts: BenchOptions, seconds: float) -> str:
-    from zofo.tables import to_markdown
+    from zofo.analysis.tables import to_markdown
 
     def num(x: float) -> str:
         return "0" if x == 0 else f"{x:.3g}"
@@ -583,7 +583,7 @@ def drift_markdown(df: pd.DataFrame, opts: BenchOptions, seconds: float) -> str:
             "",
             "Across instruction sets the portable generator's z are identical (no entry differs), yet the "
             "weights differ: something besides the directions rounds differently per instruction set "
-            "(zofo's update rounds a * z and the sum apart so that it does not; see zofo.zo).",
+            "(zofo's update rounds a * z and the sum apart so that it does not; see zofo.core.zo).",
         ]
     if not df["broadcasts_equal"].all():
         lines += ["", "Warning: a server's broadcast differed from the clients' own computation of it."]
@@ -592,7 +592,7 @@ def drift_markdown(df: pd.DataFrame, opts: BenchOptions, seconds: float) -> str:
 
 def run_drift(opts: BenchOptions, out_dir: str | Path) -> str:
     """The whole drift section: writes OUT/drift.csv and OUT/drift.md; returns the Markdown."""
-    from zofo.results import atomic_write_text
+    from zofo.engine.record import atomic_write_text
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zofo-drift-") as tmp:

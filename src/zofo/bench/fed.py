@@ -9,12 +9,12 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from zofo.bench.models import BenchModel, batch_loss
-from zofo.config import ZOConfig
+from zofo.core.config import ZOConfig
+from zofo.core.seeds import seed32, torch_rng
+from zofo.core.zo import SeededDirections
 from zofo.methods.base import ClientData, Payload, RunContext
 from zofo.methods.fedkseed import FedKSeed, FedKSeedParams
 from zofo.methods.feedsign import FeedSign, FeedSignParams
-from zofo.rng import seed32, torch_rng
-from zofo.zo import SeededDirections
 
 EPS = ZOConfig().eps  # the perturbation scale a run uses by default
 # A step small enough to leave the model essentially where it was (every axpy still runs in full);

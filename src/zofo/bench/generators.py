@@ -1,4 +1,4 @@
-"""The generator section: normals per second of the portable generator (``zofo.philox``) and of torch's
+"""The generator section: normals per second of the portable generator (``zofo.core.philox``) and of torch's
 own generator on the same device, and the bytes they write per second against a device-to-device copy.
 
 Rows, per device and dtype (``items`` normals per call, each call into the same buffer, which is far
@@ -8,9 +8,9 @@ larger than any cache):
   roofline a generator that only writes can hope to reach.
 - ``gen_torch``: ``out.normal_(generator=g)`` with a ``torch.Generator`` on the device (mt19937 on the
   CPU, cuRAND's Philox on CUDA); ``gb_s`` counts the bytes written; ratio to ``copy``.
-- ``gen_philox``: ``zofo.philox.normal_``; ratio to ``copy`` and to ``gen_torch`` (both write the same
+- ``gen_philox``: ``zofo.core.philox.normal_``; ratio to ``copy`` and to ``gen_torch`` (both write the same
   bytes, so the second is the ratio of normals per second: above 1, the portable generator is faster).
-- ``gen_philox_torch_ops``: the same numbers from zofo.philox's plain torch ops, eager (what a CPU
+- ``gen_philox_torch_ops``: the same numbers from zofo.core.philox's plain torch ops, eager (what a CPU
   without the compiled kernel, or a GPU without torch.compile, runs); ratio of normals per second to
   ``gen_philox``.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from zofo.bench.common import Rows, dtype_name, join, log, median_time
-from zofo.rng import derive
+from zofo.core.seeds import derive
 
 GB = 1e9
 
@@ -36,7 +36,7 @@ def _numel(rows: Rows, device: torch.device) -> int:
 
 def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
     """The three measures on one device and dtype; returns normals per second by generator."""
-    from zofo import philox
+    from zofo.core import philox
 
     opts = rows.opts
     n = _numel(rows, device)
@@ -97,7 +97,7 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
         value=philox_gb_s,
         of={"copy": copy_gb_s, "gen_torch": torch_gb_s},
         repeats=calls,
-        note=join("zofo.philox.normal_; bytes written", f"kernel: {_kernel(device)}"),
+        note=join("zofo.core.philox.normal_; bytes written", f"kernel: {_kernel(device)}"),
         **common,
     )
     # The same numbers from plain torch ops, eager: what a CPU without the compiled kernel runs, and a
@@ -118,7 +118,7 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
         of={"gen_philox": n / t_philox},
         repeats=calls,
         note=join(
-            "zofo.philox's torch ops, eager (no C kernel, no torch.compile); bytes written",
+            "zofo.core.philox's torch ops, eager (no C kernel, no torch.compile); bytes written",
             "" if target is out else "into float32 (the bf16/fp16 path's first step)",
         ),
         **{**common, "dtype": dtype_name(target.dtype)},
@@ -132,15 +132,15 @@ def generator_rows(rows: Rows, device: torch.device, dtype: torch.dtype) -> dict
 
 
 def torch_ops_normal_(out: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
-    """zofo.philox's normals from its torch ops, eager, whatever the device (the module picks the C
+    """zofo.core.philox's normals from its torch ops, eager, whatever the device (the module picks the C
     kernel on the CPU and the compiled ops on CUDA; this reaches past both to time the plain path)."""
-    from zofo import philox
+    from zofo.core import philox
 
     return philox.torch_normal_(out, seed, stream, fuse=False)
 
 
 def _kernel(device: torch.device) -> str:
-    from zofo import philox
+    from zofo.core import philox
 
     return "torch ops fused by torch.compile" if device.type == "cuda" else philox.kernel()
 

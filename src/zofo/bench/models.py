@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from zofo.bench.options import OPT_SIZES, RAND_LLAMA, RAND_LLAMA_HEAD_DIM, format_shape
-from zofo.errors import ConfigError
-from zofo.rng import derive, torch_rng
-from zofo.zo import trainable_parameters
+from zofo.core.errors import ConfigError
+from zofo.core.seeds import derive, torch_rng
+from zofo.core.zo import trainable_parameters
 
 # rand-llama-h<hidden> (zofo.bench.options): a Llama built here with random weights. 4 layers, MLP
 # 8/3 x hidden as Llama's, tied embeddings, a vocabulary of 8192 so the embedding does not swamp the
@@ -146,8 +146,8 @@ def load_bench_model(
     if m is not None:
         model = rand_llama(int(m.group(1)), seed).to(device=device, dtype=dtype)
         return BenchModel(name, model.eval(), "causal-lm", random_init=True)
-    from zofo.config import ModelConfig
-    from zofo.models import load_model
+    from zofo.assets.models import load_model
+    from zofo.core.config import ModelConfig
 
     loaded = load_model(ModelConfig(name=name), assets_dir=assets_dir, seed=seed, device=device, dtype=dtype)
     return BenchModel(name, loaded.model.eval(), loaded.kind, random_init=not loaded.pretrained)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from zofo.errors import ConfigError
+from zofo.core.errors import ConfigError
 
 SECTIONS: tuple[str, ...] = ("packaged", "generators", "sizes", "drift")
 GENERATORS: tuple[str, ...] = ("philox", "torch")
@@ -45,13 +45,13 @@ DEFAULT_CUDA_SIZES: tuple[str, ...] = ("125m", "350m", "1.3b", "2.7b", "6.7b", "
 
 
 def model_allowed() -> str:
-    from zofo.models import PACKAGED
+    from zofo.assets.catalog import PACKAGED
 
     return f"comma-separated names from {sorted(PACKAGED)} or rand-llama-h<hidden> (hidden a multiple of 32)"
 
 
 def check_model(name: str) -> None:
-    from zofo.models import PACKAGED
+    from zofo.assets.catalog import PACKAGED
 
     if name in PACKAGED:
         return
@@ -194,7 +194,7 @@ class BenchOptions:
         if not self.drift_methods:
             raise ConfigError("--drift-methods", "", f"comma-separated values from {list(DRIFT_METHODS)}")
         _distinct("--drift-methods", self.drift_methods, DRIFT_METHODS)
-        from zofo.models import PACKAGED
+        from zofo.assets.catalog import PACKAGED
 
         if self.drift_model not in PACKAGED:
             raise ConfigError("--drift-model", self.drift_model, f"one of {sorted(PACKAGED)}")

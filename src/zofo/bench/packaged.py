@@ -11,7 +11,7 @@ c. ``feedsign_client_shared`` / ``feedsign_client_fresh``: one round of zofo's F
    sharing the step seed, per client. "shared": z generated once per step and used by every client
    (what zofo's fast mode does in simulation: one cached z per seed); "fresh": the cache is cleared
    before each client, so every client regenerates z once, as a client on its own device does.
-d. ``peak_rss_*``: peak resident set (``VmHWM``, ``zofo.results.peak_rss_mb``) of a fresh child
+d. ``peak_rss_*``: peak resident set (``VmHWM``, ``zofo.engine.record.peak_rss_mb``) of a fresh child
    process that loads the model and runs two of: inference forward pairs, ZO steps (lean, fast),
    first-order AdamW steps (forward + backward + step); as a ratio to inference. Each child includes
    the interpreter, torch and the loaded model, the same in every kind.
@@ -50,11 +50,11 @@ from zofo.bench.fed import (
 )
 from zofo.bench.models import BenchModel, load_bench_model, make_batch, make_loss, restore
 from zofo.bench.options import DTYPES, GENERATORS, BenchOptions, format_shape, parse_shapes
-from zofo.config import ZOConfig
-from zofo.errors import ConfigError
-from zofo.results import peak_rss_mb
-from zofo.rng import seed32
-from zofo.zo import SeededDirections
+from zofo.core.config import ZOConfig
+from zofo.core.errors import ConfigError
+from zofo.core.seeds import seed32
+from zofo.core.zo import SeededDirections
+from zofo.engine.record import peak_rss_mb
 
 MEMORY_KINDS: tuple[str, ...] = ("inference", "zo_lean", "zo_fast", "fo_adamw")
 CHILD_TIMEOUT_S = 3600

@@ -291,7 +291,7 @@ def options_text(opts: BenchOptions) -> str:
 
 def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, str]) -> str:
     """The Markdown summary: a header saying how it was measured, then one table per section."""
-    from zofo.tables import to_markdown
+    from zofo.analysis.tables import to_markdown
 
     gpu = opts.on_cuda
     random_models = sorted(set(df.loc[df["note"].str.contains(RANDOM_NOTE, na=False, regex=False), "model"]))
@@ -336,7 +336,7 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
             "",
             "## Generators",
             "",
-            "Normals per second of the portable generator (zofo.philox) and of torch's own generator on "
+            "Normals per second of the portable generator (zofo.core.philox) and of torch's own generator on "
             "the same device (mt19937 on the CPU, cuRAND's Philox on CUDA), at the bench's threads; the "
             "bytes they write per second against a device-to-device copy (bytes read + written); the "
             "portable generator's plain torch ops, eager (no C kernel, no torch.compile), against it.",
@@ -378,7 +378,7 @@ def scaling_figure(df: pd.DataFrame, out_png: str | Path) -> tuple[Path, Path]:
     per client-step against the number of clients (shared and fresh z, with the floor)."""
     from matplotlib.figure import Figure
 
-    from zofo.plots import method_color, save, style
+    from zofo.analysis.figures import method_color, save, style
 
     floor_g = df[df["measure"] == "growth_forward_pair"].sort_values("params")
     step_g = df[df["measure"] == "growth_zo_step_fast"].sort_values("params")
@@ -450,7 +450,7 @@ def scaling_figure(df: pd.DataFrame, out_png: str | Path) -> tuple[Path, Path]:
 
 
 def header_info(opts: BenchOptions) -> dict[str, str]:
-    from zofo.results import git_info, now
+    from zofo.engine.record import git_info, now
 
     git = git_info(Path(__file__).parent)
     commit = (git["commit"] or "unknown")[:10] + (" (dirty)" if git["dirty"] else "")
@@ -466,7 +466,7 @@ def write_outputs(
 ) -> tuple[str, list[Path]]:
     """bench.csv and bench.md (atomically), and figures/scaling.{png,pdf} when the packaged section
     ran; returns the Markdown."""
-    from zofo.results import atomic_write_text
+    from zofo.engine.record import atomic_write_text
 
     md = summary_markdown(df, opts, header_info(opts))
     out_dir = Path(out_dir)

@@ -46,11 +46,11 @@ from zofo.bench.fed import directions, forward_pair, memory_workload, zo_step
 from zofo.bench.models import BenchModel, load_bench_model, make_batch, make_loss, opt_parameters
 from zofo.bench.options import format_shape
 from zofo.bench.packaged import fedkseed_rows, memory_rows
-from zofo.rng import seed32
+from zofo.core.seeds import seed32
 
 FIT_GIB = 78.0  # what an 80 GB GPU leaves to tensors
 DEVICE_MEMORY_KINDS: tuple[str, ...] = ("inference", "zo_lean", "zo_fast", "fo_adamw")
-# z regenerations of one fused ZO-SGD step (zofo.zo): lean 3 (+eps, -2 eps, restore + update), fast 1.
+# z regenerations of one fused ZO-SGD step (zofo.core.zo): lean 3 (+eps, -2 eps, restore + update), fast 1.
 REGENERATIONS = {"lean": 3, "fast": 1}
 
 

@@ -1,1 +1,2 @@
-"""The framework side: the one round loop and what it needs (partition, wire codec, evaluation)."""
+"""The one round loop (``loop``) and what it needs: preparation (``prepare``), the wire codec (``comm``),
+the client partition (``partition``), checkpoints (``checkpoints``) and the run record (``record``)."""

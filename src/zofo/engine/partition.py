@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from zofo.config import PartitionConfig
-from zofo.errors import ConfigError, ZofoError
-from zofo.registry import PARTITIONERS
+from zofo.core.config import PartitionConfig
+from zofo.core.errors import ConfigError, ZofoError
+from zofo.core.registry import PARTITIONERS
 
 MAX_DRAWS = 1000
 

@@ -1,7 +1,7 @@
 """The method interface: what a federated method must provide to the one round loop.
 
 The split follows pfl-research: the *algorithm* (this interface and its subclasses) says what a
-client computes and how the server combines it; the *framework* (``zofo.engine.simulate``) samples
+client computes and how the server combines it; the *framework* (``zofo.engine.loop``) samples
 clients, moves payloads through the wire codec, counts bits, evaluates and logs. A method never
 re-implements the loop.
 
@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from zofo.config import AggregatorConfig, ZOConfig
-from zofo.device import MEMORY_FACTORS
+from zofo.core.config import AggregatorConfig, ZOConfig
+from zofo.core.device import MEMORY_FACTORS
 from zofo.robust.aggregators import AGGREGATORS
 
 # A payload is what crosses the wire: named tensors whose dtype is their wire type (bool = 1 bit).
@@ -150,8 +150,8 @@ class FederatedMethod(ABC):
     @classmethod
     def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
         """Device memory a run needs, in multiples of the model's weights (in their dtype): the fit
-        check (zofo.device.check_memory) refuses a run whose weights times this exceed the free memory.
-        Default: the family's (zofo.device.MEMORY_FACTORS); a method that keeps more model-sized
+        check (zofo.core.device.check_memory) refuses a run whose weights times this exceed the free memory.
+        Default: the family's (zofo.core.device.MEMORY_FACTORS); a method that keeps more model-sized
         tensors (snapshots, cached directions, clients' updates) adds them."""
         return MEMORY_FACTORS[cls.family]
 

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 import torch
 
-from zofo.config import ConfigError, ZOConfig, positive
+from zofo.core.config import ConfigError, ZOConfig, positive
+from zofo.core.registry import METHODS
+from zofo.core.zo import trainable_parameters
 from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.registry import METHODS
 from zofo.robust.aggregators import combine
-from zofo.zo import trainable_parameters
 
 
 @dataclass(frozen=True)

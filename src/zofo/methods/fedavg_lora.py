@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import torch
 
-from zofo.config import ZOConfig, positive
-from zofo.errors import ConfigError
+from zofo.core.config import ZOConfig, positive
+from zofo.core.errors import ConfigError
+from zofo.core.registry import METHODS
+from zofo.core.seeds import derive
 from zofo.methods.base import Payload
 from zofo.methods.fedavg import FedAvg, FedAvgParams, flatten, unflatten
-from zofo.registry import METHODS
-from zofo.rng import derive
 
 
 @dataclass(frozen=True)

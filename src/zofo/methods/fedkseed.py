@@ -78,12 +78,12 @@ from typing import Any, Literal
 
 import torch
 
-from zofo.config import ConfigError, ZOConfig, positive
+from zofo.core.config import ConfigError, ZOConfig, positive
+from zofo.core.registry import METHODS
+from zofo.core.seeds import seed32, torch_rng
+from zofo.core.zo import SeededDirections, trainable_parameters
 from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.registry import METHODS
-from zofo.rng import seed32, torch_rng
 from zofo.robust.aggregators import combine
-from zofo.zo import SeededDirections, trainable_parameters
 
 # minmax's guard against a zero range, as in the official code: equal scores give uniform p.
 MINMAX_EPS = 1e-10

@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 import torch
 
-from zofo.config import ZOConfig, positive
+from zofo.core.config import ZOConfig, positive
+from zofo.core.registry import METHODS
+from zofo.core.seeds import derive, seed32
+from zofo.core.zo import SeededDirections, trainable_parameters
 from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.registry import METHODS
-from zofo.rng import derive, seed32
-from zofo.zo import SeededDirections, trainable_parameters
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ inverse CDF: u ~ U[-erf(c/sqrt2), erf(c/sqrt2)], v = sqrt2 * erfinv(u), clamped 
 rounding. This is an exact sampler of the truncation (torch 2.13's ``trunc_normal_`` samples the same
 law by rejection, 5x slower on CPU, and Ferret draws about K x d numbers per client). One key per
 direction lets the server regenerate any direction on its own, one d_l-sized buffer at a time. With
-``zo.generator: philox`` the numbers are ``zofo.philox.truncated_normal_`` (the same inverse CDF in fixed
+``zo.generator: philox`` the numbers are ``zofo.core.philox.truncated_normal_`` (the same inverse CDF in fixed
 point): identical on every device, so client and server may differ in hardware. With ``torch`` they come
 from a torch generator on the parameters' device: client and server must then share the device type
 and model, which the simulation always does.
@@ -79,18 +79,18 @@ from typing import Any, Literal
 
 import torch
 
-from zofo import philox
-from zofo.config import ConfigError, ZOConfig, positive
+from zofo.core import philox
+from zofo.core.config import ConfigError, ZOConfig, positive
+from zofo.core.registry import METHODS
+from zofo.core.seeds import derive, seed32
+from zofo.core.zo import trainable_parameters
 from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.registry import METHODS
-from zofo.rng import derive, seed32
 from zofo.robust.aggregators import combine
-from zofo.zo import trainable_parameters
 
 _SQRT2 = math.sqrt(2.0)
 SAMPLERS = {
     "torch": "inverse CDF (uniform + erfinv), one torch generator per direction, on the model's device",
-    "philox": "inverse CDF in fixed point (zofo.philox), one Philox key per direction, any device",
+    "philox": "inverse CDF in fixed point (zofo.core.philox), one Philox key per direction, any device",
 }
 
 
@@ -173,7 +173,7 @@ def truncated_normal_(out: torch.Tensor, c: float, generator: torch.Generator) -
 
 def direction(seed: int, out: torch.Tensor, generator: str = "torch") -> torch.Tensor:
     """Fill the flat tensor ``out`` (d entries) with iid N(0,1) truncated to +-1/sqrt(d), from ``seed``:
-    with ``generator="philox"`` the portable numbers of ``zofo.philox`` (the same on every device),
+    with ``generator="philox"`` the portable numbers of ``zofo.core.philox`` (the same on every device),
     with ``"torch"`` torch's generator on ``out``'s device."""
     c = 1.0 / math.sqrt(out.numel())
     if generator == "philox":

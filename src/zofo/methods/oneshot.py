@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from zofo.errors import ConfigError
+from zofo.core.errors import ConfigError
+from zofo.core.registry import METHODS
 from zofo.methods.fedavg import FedAvg, FedAvgParams
-from zofo.registry import METHODS
 
 
 @dataclass(frozen=True)

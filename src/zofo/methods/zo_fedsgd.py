@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from zofo.config import ZOConfig, positive
+from zofo.core.config import ZOConfig, positive
+from zofo.core.registry import METHODS
+from zofo.core.seeds import seed32
+from zofo.core.zo import SeededDirections, trainable_parameters
 from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.registry import METHODS
-from zofo.rng import seed32
 from zofo.robust.setting import selection_weights
-from zofo.zo import SeededDirections, trainable_parameters
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zofo.errors import ConfigError, did_you_mean
+from zofo.core.errors import ConfigError, did_you_mean
 
 KINDS = frozenset({"dense", "scalar", "sign"})
 

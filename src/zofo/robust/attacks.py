@@ -3,7 +3,7 @@
 Payload kinds: "sign" (bool tensor of votes), "scalar" (float tensor of projected-gradient scalars),
 "dense" (float tensor: a model update) and "seed" (integer tensor of 32-bit seeds). Each attack maps
 ``(value, gen, strength)`` to a new tensor of the same shape, dtype and device and never writes to its
-input. Random attacks draw only from ``gen`` (a CPU generator the caller derives with zofo.rng), so an
+input. Random attacks draw only from ``gen`` (a CPU generator the caller derives with zofo.core.seeds), so an
 attacked run is as reproducible as an honest one.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zofo.errors import ConfigError, did_you_mean
-from zofo.rng import numpy_rng
+from zofo.core.errors import ConfigError, did_you_mean
+from zofo.core.seeds import numpy_rng
 from zofo.robust.aggregators import robust_floor
 
 KINDS = frozenset({"sign", "scalar", "dense", "seed"})

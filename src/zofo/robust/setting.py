@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from zofo.errors import ConfigError, did_you_mean
+from zofo.core.errors import ConfigError, did_you_mean
 from zofo.robust.aggregators import AGGREGATORS, robust_floor
 from zofo.robust.attacks import ATTACKS, apply_attack
 

@@ -1,7 +1,7 @@
 """local-only: every client fine-tunes alone and nothing is sent. A method written as a workflow rule.
 
 It is not in zofo's method registry and does not run through the round loop (it has no server). It
-only writes a run folder in the results schema (zofo.results: meta.json + rounds.jsonl), which is
+only writes a run folder in the results schema (zofo.engine.record: meta.json + rounds.jsonl), which is
 all the tables and figures read, so it appears beside the registered methods. Any program, in any
 language, that writes such a folder joins them the same way; this one is Python because it reuses
 zofo's loaders, so it sees the very partition, batches and evaluation set a registered method's run
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from zofo.config import RunConfig
-from zofo.device import peak_device_memory_mb
-from zofo.engine.simulate import client_batches, prepare, recording_loss, row_base
+from zofo.core.config import RunConfig
+from zofo.core.device import peak_device_memory_mb
+from zofo.core.seeds import numpy_rng
+from zofo.engine.loop import client_batches, prepare, recording_loss, row_base
+from zofo.engine.record import RunWriter, peak_rss_mb, provenance
 from zofo.methods.base import ClientData, RunContext
 from zofo.methods.fedavg import FedAvg, unflatten
-from zofo.results import RunWriter, peak_rss_mb, provenance
-from zofo.rng import numpy_rng
 
 METHOD = "local-only"
 

@@ -203,8 +203,8 @@ def same_run(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     resolved (a key spelled out at its default, like ``model.layers: null``, changes nothing)."""
     if a == b:
         return True
-    from zofo.config import RunConfig
-    from zofo.errors import ZofoError
+    from zofo.core.config import RunConfig
+    from zofo.core.errors import ZofoError
 
     try:
         return RunConfig.from_dict(a).to_dict() == RunConfig.from_dict(b).to_dict()

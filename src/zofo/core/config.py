@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from zofo.errors import ConfigError, did_you_mean
+from zofo.core.errors import ConfigError, did_you_mean
 
 
 def build(cls: type, data: Mapping[str, Any] | None, path: str) -> Any:
@@ -223,7 +223,7 @@ class ZOConfig:
     # Equal to the separate passes up to float rounding; false gives the plain step's arithmetic bit
     # for bit.
     fuse: bool = True
-    # Where every seeded direction (ZO's z, Ferret's projections) comes from: "philox" is zofo.philox,
+    # Where every seeded direction (ZO's z, Ferret's projections) comes from: "philox" is zofo.core.philox,
     # bitwise the same on every device and CPU (what mixed hardware needs); "torch" is torch's CPU
     # mt19937 randn, as the official codes draw, whose fp32 values depend on the CPU's instruction set.
     generator: Literal["torch", "philox"] = "torch"
@@ -300,7 +300,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
-    # The one seed every random draw of the run derives from (zofo.rng).
+    # The one seed every random draw of the run derives from (zofo.core.seeds).
     seed: int = 0
     # Torch threads for this run; the workflow sets it to the job's cores.
     threads: int = 1
@@ -335,8 +335,8 @@ class RunConfig:
 
     def check_names(self) -> None:
         """Resolve every registered name now, so a typo fails before any weights or data load."""
-        from zofo.models import check_model_name
-        from zofo.registry import METHODS, PARTITIONERS, TASKS
+        from zofo.assets.catalog import check_model_name
+        from zofo.core.registry import METHODS, PARTITIONERS, TASKS
 
         self.method_params()
         method_cls = METHODS.get(self.method.name, "method.name")
@@ -365,7 +365,7 @@ class RunConfig:
         return cls.from_dict(data or {})
 
     def method_params(self) -> Any:
-        from zofo.registry import METHODS
+        from zofo.core.registry import METHODS
 
         method_cls = METHODS.get(self.method.name, "method.name")
         return build(method_cls.Params, self.method.params, "method.params")

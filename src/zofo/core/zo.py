@@ -8,7 +8,7 @@ z(s) is a standard-normal vector over the trainable parameters, generated parame
 a fixed order, never from the global RNG (which also drives dropout and data order). Tied weights
 appear once because ``nn.Module.parameters()`` de-duplicates shared tensors. Two generators
 (``zo.generator``, recorded in every run):
-- ``philox``: ``zofo.philox``, a counter-based generator whose numbers are a pure function of (seed,
+- ``philox``: ``zofo.core.philox``, a counter-based generator whose numbers are a pure function of (seed,
   parameter index, position), bitwise identical on every device, instruction set, thread count and
   chunking, drawn on the parameters' own device. What lets parties on different hardware share seeds.
 - ``torch``: a ``torch.Generator`` on the CPU seeded with s, ``randn`` per parameter (what the
@@ -51,8 +51,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from zofo import philox
-from zofo.config import ZOConfig
+from zofo.core import philox
+from zofo.core.config import ZOConfig
 
 # Values drawn per chunk: 256 KB in fp32, which stays in cache between drawing and adding; a
 # multiple of 16 (see the module docstring).

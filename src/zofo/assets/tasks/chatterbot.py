@@ -15,7 +15,7 @@ part of the task.
 
 Prompt format. ``TaskData.prompt`` is ``"{text}"``: the chatterbot prompt is already a natural user
 utterance, so it is sent as the user's message with no added instruction. The generation objective
-(``zofo.objectives_generation``) renders that message with the tokenizer's own chat template as one
+(``zofo.assets.objectives.generation``) renders that message with the tokenizer's own chat template as one
 user turn followed by the assistant header, which is the format an instruction-tuned model such as
 SmolLM2-135M-Instruct was trained on (its template adds its default system line); the response is the
 assistant turn, ended by the tokenizer's EOS (``<|im_end|>`` for SmolLM2). Tokenizers without a chat
@@ -31,9 +31,9 @@ from pathlib import Path
 import datasets
 import yaml
 
-from zofo.config import TaskConfig
-from zofo.registry import TASKS
-from zofo.tasks.base import TaskData, package_dir, split_dataset
+from zofo.assets.tasks.base import TaskData, package_dir, split_dataset
+from zofo.core.config import TaskConfig
+from zofo.core.registry import TASKS
 
 PROMPT = "{text}"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import datasets
 
-from zofo.config import TaskConfig
-from zofo.registry import TASKS
-from zofo.tasks.base import TaskData, package_dir, split_dataset
+from zofo.assets.tasks.base import TaskData, package_dir, split_dataset
+from zofo.core.config import TaskConfig
+from zofo.core.registry import TASKS
 
 # folder name -> label name and the word a causal LM scores for it (each one token for SmolLM2)
 LABELS = {

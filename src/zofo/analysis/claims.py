@@ -38,8 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from zofo.results import atomic_write_text
-from zofo.tables import GROUP_KEYS, PARAMETERS, pm, to_markdown
+from zofo.analysis.tables import GROUP_KEYS, PARAMETERS, pm, to_markdown
+from zofo.engine.record import atomic_write_text
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"

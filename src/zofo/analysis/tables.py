@@ -1,6 +1,6 @@
 """Tables from run folders: final metric per method and setting, and measured communication.
 
-Inputs are the two frames of ``zofo.results.load_runs``: ``rows`` (one row per evaluation point, every
+Inputs are the two frames of ``zofo.analysis.load.load_runs``: ``rows`` (one row per evaluation point, every
 status) and ``status`` (one row per run folder). Runs whose status is not ``ok`` never enter a mean,
 but every table counts them, so a method that diverged on half its seeds cannot look as good as one
 that did not. A run that failed before writing any row is still counted, from its ``meta.json``.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zofo.results import COLUMN_DEFAULTS, HIGHER_IS_BETTER, atomic_write_text
+from zofo.engine.record import COLUMN_DEFAULTS, HIGHER_IS_BETTER, atomic_write_text
 
 # A table row, a figure series and a "setting" are all keyed by these row columns.
 GROUP_KEYS: tuple[str, ...] = (

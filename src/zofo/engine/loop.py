@@ -10,46 +10,41 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zofo.config import RunConfig
-from zofo.device import (
+from zofo.assets.models import parameter_count
+from zofo.assets.objectives import Objective
+from zofo.core.config import RunConfig
+from zofo.core.device import (
     check_memory,
     device_name,
     forked_rng,
     peak_device_memory_mb,
     reset_peak_memory,
     resolve_device,
-    restore_location,
     torch_dtype,
 )
+from zofo.core.errors import ConfigError
+from zofo.core.philox import DESCRIPTION as GENERATORS
+from zofo.core.registry import METHODS
+from zofo.core.seeds import derive, numpy_rng, torch_rng
+from zofo.core.zo import trainable_parameters
+from zofo.engine.checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
 from zofo.engine.comm import transmit
-from zofo.engine.partition import label_histograms, partition, partition_hash
-from zofo.errors import ConfigError, ZofoError
+from zofo.engine.partition import label_histograms, partition_hash
+from zofo.engine.prepare import client_batches, prepare, row_base
+from zofo.engine.record import RunWriter, peak_rss_mb, provenance
 from zofo.methods.base import ClientData, RunContext
-from zofo.models import load_model, parameter_count
-from zofo.objectives import Objective, build_objective
-from zofo.philox import DESCRIPTION as GENERATORS
-from zofo.registry import METHODS, TASKS
-from zofo.results import RunWriter, peak_rss_mb, provenance
-from zofo.rng import derive, numpy_rng, torch_rng
 from zofo.robust.attacks import ATTACKS, byzantine_clients
 from zofo.robust.setting import NO_ATTACK, attack_payload, validate_payload
-from zofo.tasks.base import SPLIT_SEED
-from zofo.zo import trainable_parameters
-
-datasets.disable_progress_bars()  # tokenising a few thousand rows: the round bar is the one that matters
 
 
 def sample_cohort(num_clients: int, size: int, rng: np.random.Generator) -> list[int]:
@@ -57,65 +52,10 @@ def sample_cohort(num_clients: int, size: int, rng: np.random.Generator) -> list
     return rng.choice(num_clients, size=size, replace=False).tolist()
 
 
-def client_batches(
-    objective: Objective, data: Any, shard: Sequence[int], batch_size: int, rng: np.random.Generator
-) -> Iterator[Mapping[str, torch.Tensor]]:
-    """Endless batches from one shard: reshuffled at every pass, drawn from the client's own generator."""
-    shard = np.asarray(shard)
-    while True:
-        order = shard[rng.permutation(len(shard))]
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < batch_size and len(order) >= batch_size:
-                break  # drop the ragged tail so every step sees a full batch
-            yield objective.collate(data.select(idx.tolist()))
-
-
 def formula_bits(method: Any, d: int, cohort_size: int) -> dict[str, int] | None:
     """What the method's definition says one client sends and receives per round, for the record."""
     bits = method.formula_bits(d, cohort_size)
     return None if bits is None else {"uplink": int(bits[0]), "downlink": int(bits[1])}
-
-
-@dataclasses.dataclass
-class Prepared:
-    """What every run of a config starts from, before any method is involved: the task, the model and
-    its objective, the encoded training and evaluation data, and the clients' shards."""
-
-    task: Any
-    loaded: Any
-    objective: Objective
-    train: Any
-    eval_data: Any
-    shards: list[list[int]]
-    scorer: str
-    device: torch.device  # where the model, its batches and the decoded payloads live
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.objective.model
-
-
-def prepare(cfg: RunConfig) -> Prepared:
-    """Load and encode what a run of ``cfg`` needs; the same for every method with the same seed (a
-    method written as a workflow rule starts here too, so it sees the same partition and data)."""
-    task = TASKS.get(cfg.task.name, "task.name")(cfg.task)
-    device = resolve_device(cfg.device)
-    loaded = load_model(cfg.model, cfg.assets_dir, seed=cfg.seed, device=device, dtype=torch_dtype(cfg.dtype))
-    objective = build_objective(loaded, task, cfg.task)
-    train = objective.encode_split(task.splits["train"])
-    eval_split = task.splits[cfg.task.eval_split].shuffle(seed=SPLIT_SEED)
-    if cfg.task.eval_max_examples is not None:
-        eval_split = eval_split.select(range(min(cfg.task.eval_max_examples, len(eval_split))))
-    eval_data = objective.encode_split(eval_split)
-    if cfg.partition.key not in train.column_names:
-        raise ConfigError("partition.key", cfg.partition.key, f"a column of the task: {train.column_names}")
-    shards = partition(
-        train["label"], train[cfg.partition.key], cfg.partition, numpy_rng(cfg.seed, "partition")
-    )
-    # The scorer travels with every number: the two Rouge-L scorers disagree on the same text.
-    scorer = f"rouge_l/{cfg.task.rouge_scorer}" if task.kind == "generation" else "accuracy"
-    return Prepared(task, loaded, objective, train, eval_data, shards, scorer, device)
 
 
 def recording_loss(
@@ -130,31 +70,6 @@ def recording_loss(
         return value
 
     return loss
-
-
-def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[str, Any]:
-    """The columns every row of a run repeats (ROUND_COLUMNS' identity part)."""
-    return {
-        "method": method,
-        "family": family,
-        # A model cut to its first blocks is another model: tables and figures must not pool it with
-        # the full one.
-        "model": cfg.model.name if cfg.model.layers is None else f"{cfg.model.name}:{cfg.model.layers}L",
-        "task": cfg.task.name,
-        "partition": cfg.partition.name,
-        "alpha": cfg.partition.alpha if cfg.partition.name == "dirichlet" else math.inf,
-        "num_clients": cfg.partition.num_clients,
-        "byz_frac": cfg.byzantine.fraction,
-        "attack": cfg.byzantine.attack,
-        "aggregator": cfg.aggregator.name,
-        "seed": cfg.seed,
-        "metric_name": prep.task.metric,
-        "scorer": prep.scorer,
-        "label": cfg.label,
-        "config_hash": cfg.hash(),
-        "device": str(prep.device),
-        "dtype": cfg.dtype,
-    }
 
 
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
@@ -427,38 +342,3 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
     )
     (out_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: the results are the record
     return out_dir
-
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def save_checkpoint(out_dir: Path, state: Mapping[str, Any]) -> None:
-    """Write the checkpoint beside the results, atomically (a kill mid-write leaves the previous one)."""
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{CHECKPOINT}.")
-    os.close(fd)
-    try:
-        torch.save(dict(state), tmp)
-        os.replace(tmp, out_dir / CHECKPOINT)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    print(f"zofo: checkpoint at round {state['round']}", file=sys.stderr, flush=True)
-
-
-def load_checkpoint(
-    out_dir: Path, cfg: RunConfig, device: torch.device | str = "cpu"
-) -> dict[str, Any] | None:
-    """The run folder's checkpoint if it belongs to this config, None if there is none. What was saved
-    from an accelerator is loaded onto ``device`` (a run may resume on another GPU, or the CPU)."""
-    path = out_dir / CHECKPOINT
-    if not cfg.checkpoint or not path.is_file():
-        return None
-    # Our own file, written above: not limited to weights.
-    state = torch.load(path, map_location=restore_location(torch.device(device)), weights_only=False)
-    if state["config_hash"] != cfg.hash():
-        raise ZofoError(
-            f"{path} belongs to another configuration (config hash {state['config_hash']}, this run "
-            f"{cfg.hash()}); delete it or write this run to another folder"
-        )
-    print(f"zofo: resuming {out_dir} after round {state['round']}", file=sys.stderr, flush=True)
-    return state

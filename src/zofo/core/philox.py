@@ -14,7 +14,7 @@ match. This module defines numbers that are a pure function of (seed, stream, po
 
 Philox4x32-10 (Salmon et al., SC 2011; the generator of cuRAND and JAX) uses only 32x32-bit multiplies,
 xors and adds. Q is evaluated in fixed point, in units of 2^-40, by linear interpolation between shipped
-integer knots (``zofo._normal_knots``): the 64 tail-most values of w exactly, then 64 knots per octave
+integer knots (``zofo.core._normal_knots``): the 64 tail-most values of w exactly, then 64 knots per octave
 of w. Everything up to the last step is integer arithmetic, which no device, instruction set, thread
 count, fusion or compiler can round differently; the last step converts the integer to float64 (exact
 below 2^53), scales by 2^-40 (exact) and rounds once to the target dtype (IEEE round-to-nearest-even
@@ -25,7 +25,7 @@ octave of w spans most of a standard deviation; tested against an independent qu
 the distribution function by at most 5e-6 anywhere: no test short of about 10^11 draws can tell it from
 N(0, 1). The 31 magnitude bits reach |z| = 6.34 (torch's Box-Muller on 24-bit uniforms reaches 5.7).
 
-Speed: on the CPU the numbers come from a small C kernel (``zofo._philox``, compiled when the package
+Speed: on the CPU the numbers come from a small C kernel (``zofo.core._philox``, compiled when the package
 is installed), run on the torch threads; a pure-torch implementation (any device) gives the same bits
 and is the fallback and the GPU path, where ``torch.compile`` fuses it into one kernel.
 """
@@ -40,10 +40,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from zofo._normal_knots import KNOTS
+from zofo.core._normal_knots import KNOTS
 
 try:  # the C kernel; absent where the package was not compiled (then the torch path gives the same bits)
-    from zofo import _philox as _c
+    from zofo.core import _philox as _c
 except ImportError:  # pragma: no cover - depends on the install
     _c = None
 
@@ -63,7 +63,7 @@ GENERATORS = ("torch", "philox")
 DESCRIPTION = {
     "torch": "torch.Generator(cpu, mt19937).randn per parameter, in parameters() order",
     "philox": "Philox4x32-10 keyed by the seed, counter (position/4, parameter index); integer "
-    "fixed-point inverse-CDF normals (zofo.philox); bitwise identical on every device",
+    "fixed-point inverse-CDF normals (zofo.core.philox); bitwise identical on every device",
 }
 
 _M32 = 0xFFFFFFFF
@@ -336,7 +336,7 @@ def _torch_path(kind: str, device: torch.device, fuse: bool | None) -> Callable[
                 return fused(*args)
             except Exception as e:  # noqa: BLE001 - no working compiler: the eager ops give the same bits
                 print(
-                    f"zofo.philox: torch.compile failed ({type(e).__name__}); using eager ops",
+                    f"zofo.core.philox: torch.compile failed ({type(e).__name__}); using eager ops",
                     file=sys.stderr,
                 )
                 _FUSED[kind] = _EAGER[kind]

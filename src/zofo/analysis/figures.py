@@ -32,8 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from zofo.results import HIGHER_IS_BETTER
-from zofo.tables import FAMILY_ORDER, SETTING_KEYS, format_bits
+from zofo.analysis.tables import FAMILY_ORDER, SETTING_KEYS, format_bits
+from zofo.engine.record import HIGHER_IS_BETTER
 
 RC: dict[str, Any] = {
     "font.size": 10,
@@ -190,7 +190,7 @@ def convergence(
     ``rows`` is ``load_runs``'s rows frame (it must carry ``status`` and ``run_dir``) with one metric,
     one task and one partition (alpha); the models may differ (a main study over model sizes), and each
     gets its own panel, in ``facet_order`` (model names) or by name. ValueError otherwise (see
-    ``zofo.tables.iter_settings``). ``x`` is ``"round"``, ``"bits_up_cum"`` or ``"bits_down_cum"``;
+    ``zofo.analysis.tables.iter_settings``). ``x`` is ``"round"``, ``"bits_up_cum"`` or ``"bits_down_cum"``;
     bits axes are logarithmic, and since round 0 has 0 bits it is drawn at a left edge one decade
     below the first non-zero value, with its tick labelled 0 (the caption says so). On bits axes the
     x of a round is the mean over seeds of the cumulative bits at that round (equal across seeds when
@@ -206,7 +206,7 @@ def convergence(
         raise ValueError(f"band must be 'minmax' or 'sd', not {band!r}")
     for col in ("status", "run_dir"):
         if col not in rows.columns:
-            raise ValueError(f"rows need a {col!r} column (use zofo.results.load_runs)")
+            raise ValueError(f"rows need a {col!r} column (use zofo.analysis.load.load_runs)")
     if rows.empty:
         raise ValueError("no rows to plot")
     others = [k for k in SETTING_KEYS if k != "model"]
@@ -214,7 +214,7 @@ def convergence(
     if len(settings) > 1:
         raise ValueError(
             f"rows span {len(settings)} settings {settings.to_dict('records')}; plot one task and partition "
-            "at a time (zofo.tables.iter_settings)"
+            "at a time (zofo.analysis.tables.iter_settings)"
         )
     metric_names = sorted(set(rows["metric_name"].astype(str)))
     if len(metric_names) > 1:
@@ -391,7 +391,7 @@ def _label_left_edge_zero(ax: Any, x0: float) -> None:
 
 
 def final_metric_bar(table: pd.DataFrame, out_png: str | Path, title: str | None = None) -> tuple[Path, Path]:
-    """Bar per table row (``zofo.tables.final_metric_table``): final mean with ±sd error bars.
+    """Bar per table row (``zofo.analysis.tables.final_metric_table``): final mean with ±sd error bars.
 
     Colour per method, ZO bars hatched; a black tick on each bar marks the pretrained (round 0) mean,
     and the text above gives ok seeds and diverged/failed counts. A row with no ok run gets no bar but
@@ -465,7 +465,7 @@ def robustness(rows: pd.DataFrame, out_png: str | Path, title: str | None = None
     setting (model, task, partition, alpha) and one metric."""
     for col in ("status", "run_dir", "byz_frac", "aggregator", "attack"):
         if col not in rows.columns:
-            raise ValueError(f"rows need a {col!r} column (use zofo.results.load_runs)")
+            raise ValueError(f"rows need a {col!r} column (use zofo.analysis.load.load_runs)")
     if rows.empty:
         raise ValueError("no rows to plot")
     metric_names = sorted(set(rows["metric_name"].astype(str)))
@@ -623,7 +623,7 @@ def _final_runs(
     mean, but the caller names them in the caption, as the tables count them. ``extra`` columns must
     be constant within a run (a swept value, a model size): a run cannot sit at two x positions.
     """
-    _check_frame(rows, [*STUDY_ROW_COLUMNS, *extra], what, " (use zofo.results.load_runs)")
+    _check_frame(rows, [*STUDY_ROW_COLUMNS, *extra], what, " (use zofo.analysis.load.load_runs)")
     metric_name = _single(rows, "metric_name", what)
     for col in extra:
         varying = rows.groupby("run_dir")[col].nunique(dropna=False)
@@ -907,7 +907,7 @@ def sweep(
     if len(settings) > 1:
         raise ValueError(
             f"{what}: rows span {len(settings)} settings {settings.to_dict('records')}; plot one at a time "
-            "(zofo.tables.iter_settings)"
+            "(zofo.analysis.tables.iter_settings)"
         )
     values = pd.to_numeric(runs[axis], errors="coerce").astype(float)
     if not np.isfinite(values).all():
@@ -1260,7 +1260,7 @@ def communication(
 ) -> Drawn:
     """Bits per client and round per method, against the methods' formulas; optionally bits to a target.
 
-    ``comm`` is ``zofo.tables.communication_table``'s frame. Left: uplink (solid) and downlink
+    ``comm`` is ``zofo.analysis.tables.communication_table``'s frame. Left: uplink (solid) and downlink
     (hatched) bars on a log axis, a black tick at each formula value, a note where counted bits differ
     from the formula. ``to_target`` (columns ``TARGET_REQUIRED``) adds a right panel: total uplink
     bits, all clients, until the target metric (mean ±1 sd over runs that reached it), with methods
@@ -1268,7 +1268,7 @@ def communication(
     ``data["mismatch"]``, ``data["to_target"]``).
     """
     what = "communication"
-    _check_frame(comm, COMM_REQUIRED, what, " (use zofo.tables.communication_table)")
+    _check_frame(comm, COMM_REQUIRED, what, " (use zofo.analysis.tables.communication_table)")
     if to_target is not None:
         _check_frame(to_target, TARGET_REQUIRED, f"{what} (to_target)")
     comm = comm.reset_index(drop=True)
