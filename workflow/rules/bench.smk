@@ -1,4 +1,4 @@
-# The performance bench (issue 6): not part of `rule all`, since it measures this machine rather than
+# The performance bench: not part of `rule all`, since it measures this machine rather than
 # the study. Run it on its own:  snakemake --cores all bench
 # Every number comes from one `zofo bench` process (ratios are taken within that one run); the default
 # models include smollm2-135m, so the converted checkpoint is an input.

@@ -67,7 +67,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
-# The performance issue's goals, each a ratio of two measurements of this run:
+# The bench's goals, each a ratio of two measurements of this run:
 # (title, model or None = the first packaged model measured, shape or "-", measure, ratio_of,
 #  "<=" or ">=", target). A ratio the run did not measure is listed as not measured.
 GOALS: tuple[tuple[str, str, str, str, str, float], ...] = (
@@ -318,7 +318,7 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
             "",
             "## Goals",
             "",
-            f"The performance issue's targets on {GOAL_MODEL}, from the rows below.",
+            f"The bench's targets on {GOAL_MODEL}, from the rows below.",
             "",
             to_markdown(goals_table(packaged)).rstrip(),
         ]
