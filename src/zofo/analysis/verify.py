@@ -218,10 +218,10 @@ def verify_run(run_dir: str | Path, declared: Mapping[str, Any] | str | None = N
                 "digest",
                 f"{ROUNDS} changed after the run wrote it (sha256 {actual[:12]}, recorded {digest[:12]})",
             )
-    if rows is None:
-        return problems
-    _check_rows(rows, cfg, meta, fail)
-    return problems
+    if rows is not None:
+        _check_rows(rows, cfg, meta, fail)
+    order = list(CHECKS)
+    return sorted(problems, key=lambda p: order.index(p.check))
 
 
 def _check_columns(rows: list[dict[str, Any]], fail: Any) -> None:

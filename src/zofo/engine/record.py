@@ -304,7 +304,7 @@ class RunFolder:
 
     def release(self) -> None:
         """Give the folder up (idempotent): the lock file goes, then the lock."""
-        if self._fd is None:
+        if getattr(self, "_fd", None) is None:
             return
         try:
             (self.path / LOCK).unlink(missing_ok=True)
@@ -312,6 +312,10 @@ class RunFolder:
             pass
         os.close(self._fd)
         self._fd = None
+
+    def __del__(self) -> None:
+        # A writer dropped without finishing (a test's, a script's) gives its folder back with it.
+        self.release()
 
     def __enter__(self) -> RunFolder:
         return self
