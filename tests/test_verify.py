@@ -163,6 +163,21 @@ def test_a_row_of_another_run_is_caught(runs: Path) -> None:
     }
 
 
+def test_a_run_written_by_a_workflow_rule_is_held_to_its_own_hash_and_schedule(runs: Path) -> None:
+    folder = runs / RUN
+
+    def by_a_rule(meta: dict) -> dict:
+        # a rule's own hash scheme and its own rows (rounds 0 and 1 of a 3-round config)
+        meta["method"]["written_by"] = "workflow rule local_only"
+        return {**meta, "config_hash": "its-own-hash", "rounds_sha256": None}
+
+    edit_meta(folder, by_a_rule)
+    edit_rows(folder, lambda rows: [{**r, "config_hash": "its-own-hash"} for r in rows[:2]])
+    assert verify_run(folder) == []
+    edit_rows(folder, lambda rows: [*rows[:1], {**rows[1], "metric": None}])
+    assert [p.message for p in verify_run(folder)] == ["final metric (round 1) is None"]
+
+
 def test_a_run_left_running_says_whether_a_writer_still_holds_it(runs: Path) -> None:
     folder = runs / RUN
     edit_meta(folder, lambda m: {**m, "status": "running"})
