@@ -26,22 +26,19 @@ def rows(out: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(x).items() if k not in MACHINE_COLUMNS} for x in lines if x.strip()]
 
 
-class Interrupted(Exception):
-    pass
-
-
 def run_interrupted_in_round_3(name: str, cfg: RunConfig, out: Path, monkeypatch) -> None:
-    """Run until the server's aggregate of round 3 raises, as a crash there would."""
+    """Run until the server's aggregate of round 3 is interrupted, as Ctrl-C there would (a failure
+    deletes the checkpoint; an interruption keeps it)."""
     cls = METHODS.get(name)
     aggregate = cls.aggregate
 
-    def failing(self, round_idx, payloads):
+    def interrupted(self, round_idx, payloads):
         if round_idx == 3:
-            raise Interrupted("stopped in round 3")
+            raise KeyboardInterrupt
         return aggregate(self, round_idx, payloads)
 
-    monkeypatch.setattr(cls, "aggregate", failing)
-    with pytest.raises(Interrupted):
+    monkeypatch.setattr(cls, "aggregate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
         run(cfg, out, progress=False)
 
 
@@ -59,7 +56,7 @@ def test_resume_after_interruption_equals_uninterrupted(name: str, tmp_path: Pat
 
     aggregate = METHODS.get(name).aggregate
     run_interrupted_in_round_3(name, cfg, tmp_path / "cut", monkeypatch)
-    assert json.loads((tmp_path / "cut" / "meta.json").read_text())["status"] == "failed"
+    assert json.loads((tmp_path / "cut" / "meta.json").read_text())["status"] == "interrupted"
     assert [r["round"] for r in rows(tmp_path / "cut")] == [0, 1, 2]
     monkeypatch.setattr(METHODS.get(name), "aggregate", aggregate)
 

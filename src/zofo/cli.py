@@ -1,4 +1,5 @@
-"""Command line: ``zofo run``, ``zofo list``, ``zofo prepare``, ``zofo bench``. Bad input exits with 2."""
+"""Command line: ``zofo run``, ``zofo check``, ``zofo list``, ``zofo prepare``, ``zofo bench``. Bad input
+exits with 2; ``zofo check`` exits with 1 when a run folder fails a check."""
 
 from __future__ import annotations
 
@@ -46,9 +47,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig.from_dict(data)
     from zofo.engine.loop import run
 
-    out = run(cfg, args.out, progress=not args.quiet)
+    out = run(cfg, args.out, progress=not args.quiet, restart=args.restart)
     print(out)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from zofo.analysis.verify import declared_runs, find_runs, verify_runs
+
+    root = Path(args.results_dir)
+    if not root.is_dir():
+        raise ConfigError("RESULTS_DIR", str(root), "an existing folder of run folders")
+    # A results folder of the workflow keeps its run folders under runs/; any other folder is searched.
+    base = root / "runs" if (root / "runs").is_dir() else root
+    runs = find_runs(base)
+    declared = None
+    if args.config:
+        path = Path(args.config)
+        try:
+            config = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError("--config", str(path), f"a readable workflow config in YAML ({e})") from None
+        try:
+            declared = declared_runs(config, base)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError("--config", str(path), f"a workflow config the grid can expand ({e})") from None
+    problems = verify_runs(runs, declared)
+    bad = sorted({p.run_dir for p in problems})
+    undeclared = [str(r) for r in runs if declared is not None and str(r) not in declared]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "results_dir": str(base),
+                    "runs": len(runs),
+                    "bad_runs": len(bad),
+                    "undeclared": undeclared,
+                    "problems": [p.as_dict() for p in problems],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for d in bad:
+            print(f"{d}: " + "; ".join(f"{p.check}: {p.message}" for p in problems if p.run_dir == d))
+        against = f" against {args.config}" if args.config else ""
+        print(f"zofo check: {base}: {len(runs)} run folders{against}, {len(bad)} bad", file=sys.stderr)
+        if undeclared:
+            print(
+                f"zofo check: {len(undeclared)} run folders that {args.config} does not declare "
+                f"(checked on their own record only), e.g. {undeclared[0]}",
+                file=sys.stderr,
+            )
+    return 1 if bad else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -109,7 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="run folder to write (meta.json, rounds.jsonl)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over: delete the run the folder holds (finished, of another config) and its "
+        "checkpoint, once this run holds the folder. Without it a finished run or another config's run "
+        "is never overwritten, and an unfinished run of this config resumes",
+    )
     p.set_defaults(fn=cmd_run)
+    p = sub.add_parser(
+        "check",
+        help="check run folders before tables use them: files, complete rows, finite final metric, "
+        "config hash, digest, bits; one line per bad run, exit 1 if any",
+    )
+    p.add_argument(
+        "results_dir", metavar="RESULTS_DIR", help="a results folder (its runs/) or any folder of runs"
+    )
+    p.add_argument(
+        "--config",
+        metavar="CONFIG.yaml",
+        help="workflow config: also check each run's config against what it declares for the folder, "
+        "and that every declared run exists",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output: every problem as JSON")
+    p.set_defaults(fn=cmd_check)
     p = sub.add_parser("list", help="methods, packaged models, tasks, partitioners, attacks, aggregators")
     p.set_defaults(fn=cmd_list)
     p = sub.add_parser("prepare", help="convert a packaged GGUF model to safetensors (once)")

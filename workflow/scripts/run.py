@@ -1,13 +1,35 @@
 """Snakemake shim: one run folder from the rule's resolved config (see workflow/rules/runs.smk)."""
 
+import contextlib
 import os
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
-with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake injects it)
-    sys.stderr = log
+
+@contextlib.contextmanager
+def job_log(path: str) -> Iterator[TextIO]:
+    """The job's log as stderr while the job runs. An error that ends the job is written into the log,
+    traceback and all, before the log closes: Snakemake deletes a failed job's outputs (the meta.json
+    that said why) but keeps its log. stderr is the process's own again afterwards, so the error then
+    also reaches Snakemake's console rather than a closed file."""
+    with open(path, "w") as log:
+        sys.stderr = log
+        try:
+            yield log
+        except BaseException as e:
+            traceback.print_exc(file=log)
+            print(f"zofo: job failed: {type(e).__name__}: {e}", file=log, flush=True)
+            raise
+        finally:
+            sys.stderr = sys.__stderr__
+
+
+with job_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake injects it)
     from zofo.grid.gpu_slots import bind_job_gpu
 
     # Before anything starts CUDA: the card this job holds (its lock lasts as long as this process).

@@ -7,6 +7,7 @@ of range fails there, before any work starts.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -380,28 +381,41 @@ class RunConfig:
         dtype) leave the hash alone while at their defaults, which reproduce the earlier behaviour
         exactly: an honest run of the full model keeps its identity. Keys that say where a run
         computes, not what it computes (``device``), never enter it."""
-        data = self.to_dict()
-        for key in _NOT_IDENTITY:
-            del data[key]
-        for dotted, default in _HASH_WHEN_SET.items():
-            *head, leaf = dotted.split(".")
-            node = data
-            for part in head:
-                node = node[part]
-            if node[leaf] == default:
-                del node[leaf]
-        blob = json.dumps(data, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return config_hash(self.to_dict())
+
+
+def _field_defaults(cls: type) -> dict[str, Any]:
+    # Read from the fields, not from an instance: building one would run its checks, which import torch.
+    return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
 _HASH_WHEN_SET = {
-    "byzantine": dataclasses.asdict(ByzantineConfig()),
-    "aggregator": dataclasses.asdict(AggregatorConfig()),
+    "byzantine": _field_defaults(ByzantineConfig),
+    "aggregator": _field_defaults(AggregatorConfig),
     "model.layers": None,
     "zo.generator": "torch",
     "dtype": "float32",
 }
 _NOT_IDENTITY = ("device",)
+
+
+def config_hash(resolved: Mapping[str, Any]) -> str:
+    """``RunConfig.hash`` of a resolved config mapping (``RunConfig.to_dict()``'s form, as meta.json
+    records it), without building the config: a results checker recomputes a run's hash without
+    importing torch or the method registry."""
+    data = copy.deepcopy(dict(resolved))
+    for key in _NOT_IDENTITY:
+        data.pop(key, None)
+    for dotted, default in _HASH_WHEN_SET.items():
+        *head, leaf = dotted.split(".")
+        node = data
+        for part in head:
+            node = node.get(part, {})
+        # A config recorded before the key existed lacks it: the same as the default it had then.
+        if leaf in node and node[leaf] == default:
+            del node[leaf]
+    blob = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _plain(obj: Any) -> Any:

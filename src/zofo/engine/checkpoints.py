@@ -1,5 +1,6 @@
 """A run's checkpoint: the global model after an evaluated round, the method's state, the rows and
-counters so far. A killed run resumes from it and ends with the same results as an uninterrupted one."""
+counters so far. A killed run resumes from it and ends with the same results as an uninterrupted one;
+a run that ends (finished, diverged, failed) deletes it: only an interrupted run can be resumed."""
 
 from __future__ import annotations
 
@@ -15,17 +16,28 @@ import torch
 from zofo.core.config import RunConfig
 from zofo.core.device import restore_location
 from zofo.core.errors import ZofoError
+from zofo.engine.record import CHECKPOINT, write_error
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = ["CHECKPOINT", "load_checkpoint", "remove_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(out_dir: Path, state: Mapping[str, Any]) -> None:
-    """Write the checkpoint beside the results, atomically (a kill mid-write leaves the previous one)."""
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{CHECKPOINT}.")
+    """Write the checkpoint beside the results, atomically (a kill mid-write leaves the previous one);
+    ResultsWriteError when it cannot be written (a full disk)."""
+    path = out_dir / CHECKPOINT
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{CHECKPOINT}.")
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         torch.save(dict(state), tmp)
-        os.replace(tmp, out_dir / CHECKPOINT)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
+    except RuntimeError as e:
+        # torch reports a failed write (a full disk) as a RuntimeError with its own C++ context.
+        raise write_error(path, OSError(str(e).strip().splitlines()[-1])) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -49,3 +61,8 @@ def load_checkpoint(
         )
     print(f"zofo: resuming {out_dir} after round {state['round']}", file=sys.stderr, flush=True)
     return state
+
+
+def remove_checkpoint(out_dir: Path) -> None:
+    """Delete the run's checkpoint (a model's weights can take gigabytes) once the run has ended."""
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)

@@ -37,11 +37,12 @@ from zofo.core.philox import DESCRIPTION as GENERATORS
 from zofo.core.registry import METHODS
 from zofo.core.seeds import derive, numpy_rng, torch_rng
 from zofo.core.zo import trainable_parameters
-from zofo.engine.checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
+from zofo.engine.checkpoints import CHECKPOINT as CHECKPOINT  # the file name, for callers of run
+from zofo.engine.checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
 from zofo.engine.comm import transmit
 from zofo.engine.partition import label_histograms, partition_hash
 from zofo.engine.prepare import client_batches, prepare, row_base
-from zofo.engine.record import RunWriter, peak_rss_mb, provenance
+from zofo.engine.record import RunFolder, RunWriter, peak_rss_mb, provenance
 from zofo.methods.base import ClientData, RunContext
 from zofo.robust.attacks import ATTACKS, byzantine_clients
 from zofo.robust.setting import NO_ATTACK, attack_payload, validate_payload
@@ -72,9 +73,17 @@ def recording_loss(
     return loss
 
 
-def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
-    """Run one federated experiment and write its run folder; returns the folder."""
-    out_dir = Path(out_dir)
+def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, restart: bool = False) -> Path:
+    """Run one federated experiment and write its run folder; returns the folder.
+
+    The folder is held for the whole run (``RunFolder``): refused while another process writes it, and
+    when it holds a finished run or a run of another config, unless ``restart`` deletes that first."""
+    with RunFolder(out_dir, cfg.hash(), restart=restart) as folder:
+        return _run(cfg, folder, progress)
+
+
+def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
+    out_dir = folder.path
     torch.set_num_threads(cfg.threads)
     params = cfg.method_params()
     method_cls = METHODS.get(cfg.method.name, "method.name")
@@ -129,7 +138,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                     p.copy_(w)
         method.load_state_dict(resume["method"])
     writer = RunWriter(
-        out_dir,
+        folder,
         {
             "config": cfg.to_dict(),
             "config_hash": cfg.hash(),
@@ -308,6 +317,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
             train_loss = float(np.mean(seen_losses)) if seen_losses else None
             if train_loss is not None and not math.isfinite(train_loss):
                 writer.finish("diverged", reason=f"non-finite training loss in round {r}", diverged_round=r)
+                remove_checkpoint(out_dir)
                 return out_dir
             if r % cfg.federation.eval_every == 0 or r == cfg.federation.rounds:
                 cum["up"] += since["up"]
@@ -330,9 +340,15 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
                 bar.set_postfix(metric=f"{row['metric']:.3f}", loss=f"{train_loss:.3f}")
                 if not math.isfinite(row["eval_loss"]):
                     writer.finish("diverged", reason=f"non-finite eval loss in round {r}", diverged_round=r)
+                    remove_checkpoint(out_dir)
                     return out_dir
+    except (KeyboardInterrupt, SystemExit) as e:
+        # Stopped from outside, not failed: the checkpoint stays, and the same command resumes from it.
+        writer.end("interrupted", reason=f"{type(e).__name__}; run it again to resume from its checkpoint")
+        raise
     except BaseException as e:
-        writer.finish("failed", reason=f"{type(e).__name__}: {e}")
+        writer.end("failed", reason=f"{type(e).__name__}: {e}")
+        remove_checkpoint(out_dir)
         raise
     writer.finish(
         "ok",
@@ -340,5 +356,5 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> Path:
         peak_rss_mb=peak_rss_mb(),
         peak_device_mb=peak_device_memory_mb(device),
     )
-    (out_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: the results are the record
+    remove_checkpoint(out_dir)  # finished: the results are the record
     return out_dir

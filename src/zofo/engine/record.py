@@ -7,15 +7,22 @@ DataFrame and keeps runs whose status is not ``ok`` separate.
 
 Every write goes to a temporary file in the same folder and is moved into place with ``os.replace``,
 so a crash or kill never leaves a half-written file: a reader sees the old file or the new one.
+
+A writer holds its folder (``RunFolder``): one process at a time, never over a finished run or a run
+of another config, and a resumed run never shortens the rows already on disk.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from zofo.core.errors import ZofoError
 
 ROUND_COLUMNS: dict[str, str] = {
     "method": "string",
@@ -120,6 +129,201 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+META = "meta.json"
+ROUNDS = "rounds.jsonl"
+CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
+# The files a run writer owns in its folder. A temporary sibling of one (".meta.json.x1y2", from
+# atomic_write_text or the checkpoint's save) outlives its write only when the writer was killed.
+OWNED = (META, ROUNDS, CHECKPOINT)
+# A run that ended with a result: rerunning it would only repeat it.
+FINISHED = ("ok", "diverged")
+
+
+class ResultsWriteError(ZofoError):
+    """A run folder or one of its files could not be written (disk full, read-only or no such path)."""
+
+
+def write_error(path: Path, e: OSError) -> ResultsWriteError:
+    free = ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"; {shutil.disk_usage(path.parent).free:,} bytes free there"
+        except OSError:
+            pass
+    return ResultsWriteError(f"cannot write {path}: {e.strerror or e}{free}")
+
+
+def remove_temporary_files(folder: Path) -> list[str]:
+    """Delete what interrupted writes of the owned files left in ``folder``; returns their names. Only
+    the folder's holder may call it: another writer's temporary file is in use until its rename."""
+    removed = []
+    for name in OWNED:
+        for tmp in folder.glob(f".{name}.*"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return sorted(removed)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a rounds.jsonl; ValueError names the file and line of one that is not a JSON object."""
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path} line {i}: not JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {i}: not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _lock(folder: Path) -> int:
+    """An open descriptor of ``folder``/.lock holding an exclusive flock, taken without waiting. The OS
+    drops the lock when its holder exits, however it exits, so a killed run never leaves it stuck."""
+    path = folder / LOCK
+    for _ in range(10):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as e:
+            raise write_error(path, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise ZofoError(
+                f"{folder} is being written by another process ({holder or 'its lock is held'}); wait for "
+                "it to end or stop it: a stopped or killed run releases the folder at once"
+            ) from None
+        except OSError as e:
+            os.close(fd)
+            raise ResultsWriteError(f"cannot lock {path}: {e.strerror or e}") from None
+        # A holder deletes the file as it releases it: a lock taken on the file it deleted guards
+        # nothing, so the lock counts only while the name still leads to the locked file.
+        try:
+            st, now_there = os.fstat(fd), os.stat(path)
+            held = (st.st_dev, st.st_ino) == (now_there.st_dev, now_there.st_ino)
+        except FileNotFoundError:
+            held = False
+        if held:
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            except OSError:
+                pass  # who holds it is only for the message of a refused writer
+            return fd
+        os.close(fd)
+    raise ZofoError(f"{folder}: its lock file {LOCK} keeps being replaced; is another program deleting it?")
+
+
+def _refuse(folder: Path, what: str) -> ZofoError:
+    return ZofoError(
+        f"{folder} holds {what}; write this run to another folder, or pass --restart to delete what "
+        "the folder holds and start over"
+    )
+
+
+class RunFolder:
+    """A run folder held for writing by this process until ``release`` (or the process's end).
+
+    Taking it: create the folder, lock it (``.lock``, an exclusive flock taken without waiting: a
+    second writer is refused at once), delete the temporary files of interrupted writes, then check
+    what the folder holds against the run about to be written (``config_hash``):
+
+    - a run of another config (its meta.json or its rows say so), a meta.json or rows that cannot be
+      read, or a finished run (status ok or diverged) of this config: refused with ZofoError, nothing
+      touched. ``restart=True`` deletes the folder's results and checkpoint instead (only now, once the
+      lock is held) and starts afresh;
+    - an unfinished run of this config (running and killed, interrupted, failed): written over as a
+      resumed run; ``kept_rows`` is how many rows its rounds.jsonl holds, which the writer keeps until
+      it has rewritten as many (``RunWriter``).
+    """
+
+    def __init__(self, path: str | Path, config_hash: str, *, restart: bool = False):
+        self.path = Path(path)
+        self.config_hash = config_hash
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ResultsWriteError(f"cannot create the run folder {self.path}: {e.strerror or e}") from None
+        self._fd: int | None = _lock(self.path)
+        try:
+            removed = remove_temporary_files(self.path)
+            if removed:
+                print(f"zofo: {self.path}: removed interrupted writes {', '.join(removed)}", file=sys.stderr)
+            if restart:
+                for name in OWNED:
+                    (self.path / name).unlink(missing_ok=True)
+                self.kept_rows = 0
+            else:
+                self.kept_rows = self._check()
+        except BaseException:
+            self.release()
+            raise
+
+    def _check(self) -> int:
+        meta_path, rows_path = self.path / META, self.path / ROUNDS
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:
+                what = f"a meta.json that cannot be read ({e}): whose run is unknown"
+                raise _refuse(self.path, what) from None
+            recorded, status = meta.get("config_hash"), meta.get("status")
+            if recorded != self.config_hash:
+                raise _refuse(
+                    self.path,
+                    f"a run of another config (config hash {recorded}, status {status}); this run's "
+                    f"config hash is {self.config_hash}",
+                )
+            if status in FINISHED:
+                raise ZofoError(
+                    f"{self.path} holds a finished run of this config (config hash {recorded}, status "
+                    f"{status}): already finished; pass --restart to run it again"
+                )
+        if not rows_path.exists():
+            return 0
+        try:
+            rows = read_rows(rows_path)
+        except ValueError as e:
+            raise _refuse(self.path, f"rows that cannot be read ({e})") from None
+        others = sorted({str(r.get("config_hash")) for r in rows} - {self.config_hash})
+        if others:
+            raise _refuse(
+                self.path,
+                f"rows of another config (config hash {', '.join(others)}); this run's config hash is "
+                f"{self.config_hash}",
+            )
+        return len(rows)
+
+    def release(self) -> None:
+        """Give the folder up (idempotent): the lock file goes, then the lock."""
+        if getattr(self, "_fd", None) is None:
+            return
+        try:
+            (self.path / LOCK).unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __del__(self) -> None:
+        # A writer dropped without finishing (a test's, a script's) gives its folder back with it.
+        self.release()
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def peak_rss_mb() -> float:
     """Peak resident set of this process's own address space so far, in MB (2^20 bytes).
 
@@ -178,22 +382,45 @@ def now() -> str:
 
 
 class RunWriter:
-    """Writes one run folder; every call leaves both files complete on disk."""
+    """Writes one run folder; every call leaves both files complete on disk.
 
-    def __init__(self, out_dir: str | Path, meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]] = ()):
-        self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+    ``out_dir`` is a held ``RunFolder``, or a path that the writer holds itself (under
+    ``meta["config_hash"]``) until ``finish``. Writes that fail raise ResultsWriteError naming the file.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path | RunFolder,
+        meta: Mapping[str, Any],
+        rows: Iterable[Mapping[str, Any]] = (),
+    ):
+        own = not isinstance(out_dir, RunFolder)
+        self.folder = RunFolder(out_dir, str(meta["config_hash"])) if own else out_dir
+        self._own_folder = own
+        self.dir = self.folder.path
         self.meta = dict(meta)
-        # A resumed run starts from the rows its checkpoint recorded, whatever the files on disk say.
+        # A resumed run starts from the rows its checkpoint recorded, whatever the files on disk say;
+        # the rows on disk stay until it has as many again (a kill in between loses none of them).
         self.rows: list[dict[str, Any]] = [dict(r) for r in rows]
+        self._keep = self.folder.kept_rows
         self.meta["status"] = "running"
         self.meta.setdefault("started", now())
-        atomic_write_json(self.dir / "meta.json", self.meta)
+        self._write_meta()
         self._write_rows()
 
-    def _write_rows(self) -> None:
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows)
-        atomic_write_text(self.dir / "rounds.jsonl", text)
+    def _write(self, name: str, text: str) -> None:
+        try:
+            atomic_write_text(self.dir / name, text)
+        except OSError as e:
+            raise write_error(self.dir / name, e) from None
+
+    def _write_meta(self) -> None:
+        self._write(META, json.dumps(self.meta, indent=2, sort_keys=True, default=str) + "\n")
+
+    def _write_rows(self, force: bool = False) -> None:
+        if len(self.rows) < self._keep and not force:
+            return
+        self._write(ROUNDS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
 
     def add_row(self, row: Mapping[str, Any]) -> None:
         self.rows.append(dict(row))
@@ -201,7 +428,45 @@ class RunWriter:
 
     def update_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
-        atomic_write_json(self.dir / "meta.json", self.meta)
+        self._write_meta()
 
     def finish(self, status: str, reason: str | None = None, **fields: Any) -> None:
-        self.update_meta(status=status, reason=reason, finished=now(), **fields)
+        """Record how the run ended. A finished run's rows are its own, whatever was on disk before;
+        meta.json records the digest of the rounds.jsonl it describes (``zofo check`` compares it)."""
+        if status in FINISHED:
+            self._write_rows(force=True)
+        rounds = self.dir / ROUNDS
+        digest = hashlib.sha256(rounds.read_bytes()).hexdigest() if rounds.exists() else None
+        self.update_meta(status=status, reason=reason, finished=now(), rounds_sha256=digest, **fields)
+        if status != "ok":
+            # The log keeps this line when a workflow deletes the outputs of a failed job.
+            print(f"zofo: {self.dir}: {status}: {reason}", file=sys.stderr, flush=True)
+        if self._own_folder:
+            self.folder.release()
+
+    def end(self, status: str, reason: str) -> None:
+        """``finish`` for a run that stops on an error or interruption, without raising: the error that
+        stopped the run is the one to report. When meta.json cannot be replaced (a full disk has no
+        room for a new file), it is rewritten in place, which needs no new space for a small change."""
+        try:
+            self.finish(status, reason)
+        except (ResultsWriteError, OSError) as e:
+            path = self.dir / META
+            self.meta.update(status=status, reason=reason, finished=now())
+            try:
+                with open(path, "r+") as f:
+                    f.write(json.dumps(self.meta, indent=2, sort_keys=True, default=str) + "\n")
+                    f.truncate()
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e2:
+                print(
+                    f"zofo: {path} still says running: status {status} could not be written "
+                    f"({e}; in place: {e2.strerror or e2})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            print(f"zofo: {self.dir}: {status}: {reason}", file=sys.stderr, flush=True)
+        finally:
+            if self._own_folder:
+                self.folder.release()
