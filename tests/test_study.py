@@ -1,6 +1,6 @@
 """zofo.grid.study: named studies expand into run folders; a run shared by two studies is one folder, two
-different configs for one folder are refused, and the default config's Byzantine study covers what
-the robustness study needs (every method, its matched attack, >= 4 fractions with 0, mean and a robust rule)."""
+different configs for one folder are refused, and the default config's Byzantine study covers every
+method, its matched attack, >= 4 fractions with 0, the mean and a robust rule."""
 
 from __future__ import annotations
 
