@@ -239,7 +239,9 @@ class Round:
             self.deltas.append(deltas)
             self.payloads.append(got)
             self.bits_up.append(bits)
-        self.client_seeds = [client.client_seed(ROUND, cid) for cid in range(2)]
+        # The paper's clients each draw a seed; the official code's share the run's seed pool.
+        paper = params.variant == "paper"
+        self.client_seeds = [client.client_seed(ROUND, cid) for cid in range(2)] if paper else None
         self.server = make(params)
         self.before = [w.clone() for w in self.server.global_weights]
         down, self.bits_down = transmit(self.server.aggregate(ROUND, self.payloads))
@@ -337,8 +339,8 @@ def test_bits_match_the_formulas(variant, weighting, clip):
         down = 32 * k * num_blocks
     assert r.bits_up == [up, up]
     assert r.bits_down == down
-    assert ferret.uplink_bits(r.params, num_blocks) == up
-    assert ferret.downlink_bits(r.params, num_blocks, n) == down
+    d = sum(r.server.sizes)
+    assert r.server.formula_bits(d, n) == (up, down)
     assert r.server.describe()["uplink_bits"] == up
 
 
