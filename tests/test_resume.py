@@ -118,9 +118,7 @@ def test_fedkseed_checkpoints_hold_pool_changes_not_weights(tmp_path: Path, monk
     """FedKSeed's global model is w0 plus its broadcasts, so its checkpoint is K scalars a round."""
     import torch
 
-    data = tiny_run_config(
-        "fedkseed", SMALL["fedkseed"], federation={"rounds": 3, "eval_every": 1}
-    )
+    data = tiny_run_config("fedkseed", SMALL["fedkseed"], federation={"rounds": 3, "eval_every": 1})
     cfg = RunConfig.from_dict(data)
     run_interrupted_in_round_3("fedkseed", cfg, tmp_path / "cut", monkeypatch)
     state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)
