@@ -14,7 +14,9 @@ with ``@METHODS.register(name)``. Everything else about it is read from the clas
 holds (``uplink``: each field's kind, shape and dtype, from which the engine derives the kinds attacks
 touch and the shapes the server accepts), the bits its paper says it sends (``formula_bits``), and the
 settings the test suites run it with (``test_params``). ``declaration_problems`` lists what a class
-lacks, and every use of a missing declaration raises ``MethodDeclarationError`` naming it. Methods
+lacks (the contract suite reports it), and reading a missing ``uplink`` or ``test_params`` raises
+``MethodDeclarationError`` naming the class and what to add. The server's choice between the method's
+own rule and a configured robust one is ``combine_clients``, here once for every method. Methods
 outside this package join through ``zofo.core.registry`` (an entry point or ``ZOFO_METHOD_PACKAGES``).
 """
 
