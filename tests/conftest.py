@@ -11,7 +11,7 @@ import json  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable, Mapping  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -20,19 +20,32 @@ import torch  # noqa: E402
 
 from zofo.assets.models import LoadedModel, load_model  # noqa: E402
 from zofo.core.config import ModelConfig  # noqa: E402
+from zofo.core.registry import METHODS  # noqa: E402
+from zofo.methods.base import params_for_tests  # noqa: E402
 
 # The restore tolerance of perturb(+1), perturb(-2), perturb(+1) in fp32 with |w| <= ~1 and eps 1e-3:
 # each add_ rounds to half an ulp of max(|w|, 2 eps |z|) <= ~1, i.e. ~6e-8; four roundings stay below
 # 1e-6 with room to spare, while a missing or wrong-sign step moves a weight by eps |z| ~ 1e-3.
 ZO_RESTORE_ATOL = 1e-6
-# Method params that keep a tiny-llama run to seconds (defaults such as FedKSeed's 200 local steps or a
-# full one-shot epoch take minutes); shared by the determinism and resume tests.
-SMALL = {
-    "fedkseed": {"K": 16, "local_steps": 2},
-    "fedkseed-pro": {"K": 16, "local_steps": 2},
-    "ferret": {"K": 40, "local_steps": 2},
-    "oneshot": {"local_epochs": 0.05},
-}
+
+
+class _TestParams(Mapping[str, dict[str, Any]]):
+    """Method name -> the Params overrides that keep its tiny-llama run to seconds, as its class declares
+    them (``test_params``: defaults such as FedKSeed's 200 local steps or a full one-shot epoch take
+    minutes). Read on use, so a method that declares none fails the tests that run it, naming what it
+    lacks, instead of every module's collection."""
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return params_for_tests(METHODS.get(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(METHODS.names())
+
+    def __len__(self) -> int:
+        return len(METHODS.names())
+
+
+SMALL: Mapping[str, dict[str, Any]] = _TestParams()
 
 
 def devices() -> list[str]:

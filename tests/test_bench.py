@@ -461,3 +461,31 @@ def test_a_budget_times_fewer_calls_but_at_least_one(monkeypatch):
     assert calls == [-1, 0, 1]  # the warm-up, then two timed calls with new indices
     assert common.median_time(calls.append, repeats=5, budget=1.0) == (4.0, 1)
     assert common.median_time(calls.append, repeats=5) == (4.0, 5)
+
+
+def test_the_bench_times_the_methods_own_code() -> None:
+    """The steps the bench times are the methods' own: its ZO step is a FedKSeed client's local step, and
+    its FeedSign rounds and FedKSeed server are instances of the registered classes (a copy of a step
+    in the bench could drift from the method it claims to measure)."""
+    from zofo.bench import fed
+    from zofo.core.registry import METHODS
+    from zofo.methods import fedkseed
+
+    assert fed.zo_sgd_step is fedkseed.zo_sgd_step
+    model = load_tiny_llama().model
+    params = unique_trainable(model)
+    before = [p.detach().clone() for p in params]
+    dirs = fed.directions(params, "fast", "torch")
+
+    def loss() -> torch.Tensor:
+        return sum((p.float() ** 2).sum() for p in params)
+
+    g = fed.zo_step(dirs, 7, loss, lr=1e-2)
+    moved = [p.detach().clone() for p in params]
+    # The same step taken by the method's function from the same weights lands on the same weights.
+    with torch.no_grad():
+        for p, b in zip(params, before, strict=True):
+            p.copy_(b)
+    assert fedkseed.zo_sgd_step(fed.directions(params, "fast", "torch"), 7, loss, 1e-2) == g
+    assert all(torch.equal(p, m) for p, m in zip(params, moved, strict=True))
+    assert METHODS.get("fedkseed") is fed.FedKSeed and METHODS.get("feedsign") is fed.FeedSign

@@ -26,7 +26,7 @@ def rows_without_timing(out: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_same_seed_same_rounds_jsonl(name: str, tmp_path: Path) -> None:
-    params = {"lr": 1e-3, **SMALL.get(name, {})}
+    params = SMALL[name]
     rounds = METHODS.get(name).max_rounds or 2
     cfg = RunConfig.from_dict(tiny_run_config(name, params, federation={"rounds": rounds, "eval_every": 1}))
     a = run(cfg, tmp_path / "a", progress=False)

@@ -240,3 +240,17 @@ def test_round_without_valid_signs_leaves_the_global_weights(mode):
     assert max_abs_diff(h.model, global_w) > 10 * ZO_RESTORE_ATOL, "fusing should hold the perturbation"
     h.method.end_round(1)
     assert max_abs_diff(h.model, global_w) <= ZO_RESTORE_ATOL
+
+
+def test_formulas_are_one_bit_each_way_and_a_64th_of_zo_fedsgds_uplink():
+    """The paper's count, by hand: FeedSign 1 bit up and 1 down; its baseline ZO-FedSGD a uint32 seed and
+    an fp32 scalar up (64 bits) and all n pairs down, whatever the model's size."""
+    from zofo.methods.zo_fedsgd import ZOFedSGD, ZOFedSGDParams
+
+    h = Harness([1.0, -1.0, 1.0])
+    base = ZOFedSGD(ZOFedSGDParams(), h.method.ctx)
+    base.setup()
+    for d, n in [(10, 1), (10**6, 5), (10**9, 200)]:
+        assert h.method.formula_bits(d, n) == (1, 1)
+        assert base.formula_bits(d, n) == (64, 64 * n)
+        assert 64 * h.method.formula_bits(d, n)[0] == base.formula_bits(d, n)[0]

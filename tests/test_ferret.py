@@ -16,6 +16,7 @@ One direction's reconstruction v v^T delta / rho has E||. - delta||^2 = (d + E[v
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -239,7 +240,9 @@ class Round:
             self.deltas.append(deltas)
             self.payloads.append(got)
             self.bits_up.append(bits)
-        self.client_seeds = [client.client_seed(ROUND, cid) for cid in range(2)]
+        # The paper's clients each draw a seed; the official code's share the run's seed pool.
+        paper = params.variant == "paper"
+        self.client_seeds = [client.client_seed(ROUND, cid) for cid in range(2)] if paper else None
         self.server = make(params)
         self.before = [w.clone() for w in self.server.global_weights]
         down, self.bits_down = transmit(self.server.aggregate(ROUND, self.payloads))
@@ -337,8 +340,8 @@ def test_bits_match_the_formulas(variant, weighting, clip):
         down = 32 * k * num_blocks
     assert r.bits_up == [up, up]
     assert r.bits_down == down
-    assert ferret.uplink_bits(r.params, num_blocks) == up
-    assert ferret.downlink_bits(r.params, num_blocks, n) == down
+    d = sum(r.server.sizes)
+    assert r.server.formula_bits(d, n) == (up, down)
     assert r.server.describe()["uplink_bits"] == up
 
 
@@ -373,3 +376,70 @@ def test_official_code_variant_end_to_end(tmp_path):
     rows = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
     assert rows[-1]["bits_up_cum"] == 2 * 2 * 32 * 4 * 17
     assert rows[-1]["bits_down_cum"] == 2 * 2 * 32 * 4 * 17
+
+
+# ---- one registered name, two protocol classes; local training is FedAvg's loop without a clip ---------
+
+
+def test_the_registered_name_builds_the_class_its_variant_names():
+    from zofo.core.registry import METHODS
+
+    assert METHODS.get("ferret") is ferret.Ferret
+    assert type(make(params_for("paper"))) is ferret.FerretPaper
+    assert type(make(params_for("official-code"))) is ferret.FerretOfficialCode
+    # What travels is each protocol's own: the paper's seed, block starts and gammas; the code's L x K matrix.
+    paper, code = ferret.FerretParams(), ferret.FerretParams(variant="official-code", weighting="examples")
+    assert ferret.Ferret.payload_kinds(paper) == {
+        "seed": "seed",
+        "block_starts": "structure",
+        "gamma": "scalar",
+    }
+    assert ferret.Ferret.payload_kinds(code) == {"coords": "scalar", "num_examples": "count"}
+
+
+def test_params_fields_and_defaults_are_unchanged():
+    """Runs are identified by their config; Ferret's parameters and their defaults are part of every
+    committed Ferret run's metadata, so they stay exactly these."""
+    assert dataclasses.asdict(ferret.FerretParams()) == {
+        "lr": 1e-4,
+        "local_steps": 10,
+        "optimizer": "sgd",
+        "K": 200,
+        "slr": None,
+        "variant": "paper",
+        "clip": 10.0,
+        "blocks": "auto",
+        "weighting": "uniform",
+    }
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_local_training_is_fedavgs_loop_without_a_gradient_clip(optimizer):
+    """Ferret's client delta is exactly minus FedAvg's update with the same optimiser, lr and steps and
+    ``max_grad_norm: null``; FedAvg's default clip (norm 1) binds at this lr and gives another update."""
+    from zofo.methods.fedavg import FedAvg, FedAvgParams
+
+    def fedavg_update(max_grad_norm: float | None) -> torch.Tensor:
+        model = make(params_for("paper")).ctx.model  # the same initial weights and frozen embedding
+        ctx = RunContext(
+            model=model,
+            loss=lambda b: model(input_ids=b["input_ids"], labels=b["input_ids"]).loss,
+            zo=ZOConfig(),
+            seed=SEED,
+            num_clients=2,
+            cohort_size=2,
+        )
+        params = FedAvgParams(lr=1e-2, local_steps=3, optimizer=optimizer, max_grad_norm=max_grad_norm)
+        m = FedAvg(params, ctx)
+        m.setup()
+        return m.client_update(ROUND, ClientData(0, 40, batches(0), 2))["update"]
+
+    m = make(
+        build(ferret.FerretParams, {**params_for("paper").__dict__, "optimizer": optimizer}, "method.params")
+    )
+    delta = torch.cat(m.local_delta(ClientData(0, 40, batches(0), 2)))
+    assert m.local_training().max_grad_norm is None
+    assert m.describe()["local_training"]["max_grad_norm"] is None
+    assert "--grad_clip" in m.describe()["grad_clip"]
+    assert torch.equal(delta, -fedavg_update(None))
+    assert not torch.equal(delta, -fedavg_update(1.0))

@@ -200,9 +200,13 @@ def test_oneshot_is_one_round_with_1_over_R_the_bits_of_the_paired_fedavg(tmp_pa
     )
     one_rows, multi_rows = read_rows(one), read_rows(multi)
     assert [r["round"] for r in one_rows] == [0, 1]  # exactly one communication round
+    # FedAvg's count, by hand: d fp32 update values and a uint32 example count up, the d weights down.
+    d = json.loads((multi / "meta.json").read_text())["model"]["trainable_parameters"]
+    clients = json.loads((one / "meta.json").read_text())["config"]["partition"]["num_clients"]
+    assert multi_rows[1]["bits_up"] == clients * (32 * d + 32)
+    assert multi_rows[1]["bits_down"] == clients * 32 * d
     assert multi_rows[-1]["bits_up_cum"] == R * one_rows[-1]["bits_up_cum"]
     assert multi_rows[-1]["bits_down_cum"] == R * one_rows[-1]["bits_down_cum"]
     # equal local compute: ceil(E n / B) against R * ceil(E n / (R B)) steps, at most R - 1 apart per client
-    clients = json.loads((one / "meta.json").read_text())["config"]["partition"]["num_clients"]
     gap = multi_rows[-1]["local_steps_total"] - one_rows[-1]["local_steps_total"]
     assert 0 <= gap <= (R - 1) * clients

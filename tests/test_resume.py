@@ -47,7 +47,7 @@ def test_resume_after_interruption_equals_uninterrupted(name: str, tmp_path: Pat
     # cohort 2 of 3 clients: FedKSeed's catch-up bookkeeping for absent clients is part of the state
     data = tiny_run_config(
         name,
-        {"lr": 1e-3, **SMALL.get(name, {})},
+        SMALL[name],
         federation={"rounds": 4, "eval_every": 1, "clients_per_round": 2},
     )
     cfg = RunConfig.from_dict(data)
@@ -115,9 +115,7 @@ def test_fedkseed_checkpoints_hold_pool_changes_not_weights(tmp_path: Path, monk
     """FedKSeed's global model is w0 plus its broadcasts, so its checkpoint is K scalars a round."""
     import torch
 
-    data = tiny_run_config(
-        "fedkseed", {"lr": 1e-3, **SMALL["fedkseed"]}, federation={"rounds": 3, "eval_every": 1}
-    )
+    data = tiny_run_config("fedkseed", SMALL["fedkseed"], federation={"rounds": 3, "eval_every": 1})
     cfg = RunConfig.from_dict(data)
     run_interrupted_in_round_3("fedkseed", cfg, tmp_path / "cut", monkeypatch)
     state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)

@@ -17,14 +17,18 @@ from zofo.core.errors import ConfigError
 from zofo.core.registry import METHODS
 from zofo.engine.comm import transmit
 from zofo.engine.loop import run
-from zofo.methods.base import Payload
+from zofo.methods.base import MethodDeclarationError, Payload
 from zofo.robust.aggregators import combine
 from zofo.robust.setting import selection_weights, validate_payload
 
 
 def float_fields(name: str) -> bool:
-    params = METHODS.get(name).Params()
-    return bool({"dense", "scalar"} & set(METHODS.get(name).payload_kinds(params).values()))
+    cls = METHODS.get(name)
+    try:
+        kinds = cls.payload_kinds(cls.Params())
+    except MethodDeclarationError:
+        return True  # kept, so that the test run for it fails naming what the class lacks
+    return bool({"dense", "scalar"} & set(kinds.values()))
 
 
 # FeedSign sends one bool: there is no number to make NaN, so the NaN attack does not apply to it (the
@@ -37,7 +41,7 @@ def test_nan_attackers_are_rejected_and_the_model_stays_finite(name: str, tmp_pa
     rounds = 1 if METHODS.get(name).max_rounds == 1 else 2
     data = tiny_run_config(
         name,
-        {"lr": 1e-3, **SMALL.get(name, {})},
+        SMALL[name],
         federation={"rounds": rounds, "eval_every": 1},
         byzantine={"fraction": 0.34, "attack": "nan"},  # 1 of the 3 clients, in every round
     )

@@ -346,7 +346,7 @@ class Party:
             if task.method == "fedkseed":
                 # The server knows the cohort it sampled; the engine records it through client_update,
                 # which runs only on the clients' side here.
-                method._cohort[r] = list(entry["cohort"])
+                method.expect_cohort(r, entry["cohort"])
             broadcast = method.aggregate(r, entry["uploads"])
             method.end_round(r)
             equal &= all(torch.equal(broadcast[k], entry["broadcast"][k]) for k in entry["broadcast"])

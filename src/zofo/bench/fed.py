@@ -1,5 +1,11 @@
 """The steps being timed: the two forward passes, zofo's ZO step, a MeZO-style reference step, and the
-FeedSign and FedKSeed methods themselves (``zofo.methods``), driven round by round without the engine."""
+FeedSign and FedKSeed methods themselves (``zofo.methods``), driven round by round without the engine.
+
+Nothing here re-implements a method: the ZO step is FedKSeed's local step (``zo_sgd_step``), the
+FeedSign rounds are FeedSign's ``client_update`` / ``aggregate`` / ``end_round``, and the FedKSeed
+server is FedKSeed's ``aggregate``, told its cohort through ``expect_cohort``. Only the FedKSeed
+uploads are drawn instead of trained (the server's cost depends on which entries are nonzero), and
+the MeZO-style step is an outside reference by design."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from zofo.core.config import ZOConfig
 from zofo.core.seeds import seed32, torch_rng
 from zofo.core.zo import SeededDirections
 from zofo.methods.base import ClientData, Payload, RunContext
-from zofo.methods.fedkseed import FedKSeed, FedKSeedParams
+from zofo.methods.fedkseed import FedKSeed, FedKSeedParams, zo_sgd_step
 from zofo.methods.feedsign import FeedSign, FeedSignParams
 
 EPS = ZOConfig().eps  # the perturbation scale a run uses by default
@@ -38,12 +44,10 @@ def forward_pair(loss: Callable[[], torch.Tensor]) -> None:
 
 
 def zo_step(dirs: SeededDirections, seed: int, loss: Callable[[], torch.Tensor], lr: float = LR) -> float:
-    """One ZO-SGD step with zofo's seeded directions: estimate, then w -= lr * g * z (the restore folded
-    into the update when ``dirs.fuse``, as the methods' local steps do)."""
-    with torch.no_grad():
-        g = dirs.estimate(seed, loss, hold=True)
-        dirs.update(seed, lr * g)
-    return g
+    """One ZO-SGD step with zofo's seeded directions: a FedKSeed client's local step itself
+    (``zofo.methods.fedkseed.zo_sgd_step``: estimate, then w -= lr * g * z, the restore folded into the
+    update when ``dirs.fuse``), at the bench's step size."""
+    return zo_sgd_step(dirs, seed, loss, lr)
 
 
 def memory_workload(
@@ -206,7 +210,7 @@ class FedKSeedServer:
     def step(self, round_idx: int) -> None:
         # The engine's client_update records each round's cohort on the server side; here no client
         # trains, so the cohort the server sampled is recorded directly.
-        self.method._cohort[round_idx] = list(self.cohort)
+        self.method.expect_cohort(round_idx, self.cohort)
         self.method.aggregate(round_idx, self.last)
 
     @property

@@ -42,7 +42,7 @@ from zofo.engine.checkpoints import load_checkpoint, remove_checkpoint, save_che
 from zofo.engine.comm import transmit
 from zofo.engine.partition import label_histograms, partition_hash
 from zofo.engine.prepare import client_batches, prepare, row_base
-from zofo.engine.record import RunFolder, RunWriter, peak_rss_mb, provenance
+from zofo.engine.record import RunFolder, open_run, peak_rss_mb, round_row
 from zofo.methods.base import ClientData, RunContext
 from zofo.robust.attacks import ATTACKS, byzantine_clients
 from zofo.robust.setting import NO_ATTACK, attack_payload, validate_payload
@@ -137,7 +137,7 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                 for p, w in zip(trainable_parameters(model), resume["weights"], strict=True):
                     p.copy_(w)
         method.load_state_dict(resume["method"])
-    writer = RunWriter(
+    writer = open_run(
         folder,
         {
             "config": cfg.to_dict(),
@@ -190,7 +190,6 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                 "dtype": cfg.dtype,
             },
             "zo_generator": {"name": cfg.zo.generator, "description": GENERATORS[cfg.zo.generator]},
-            "provenance": provenance(),
             "resumed_from_round": resume["round"] if resume else None,
         },
         rows=resume["rows"] if resume else (),
@@ -220,20 +219,20 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
     def evaluate_row(round_idx: int, extra: Mapping[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         scores = objective.evaluate(eval_data)
-        row = {
-            **base_row,
-            "round": round_idx,
-            "local_steps_total": cum["steps"],
-            "bits_up_cum": cum["up"],
-            "bits_down_cum": cum["down"],
-            "rejected_cum": cum["rejected"],
+        row = round_row(
+            base_row,
+            round=round_idx,
+            local_steps_total=cum["steps"],
+            bits_up_cum=cum["up"],
+            bits_down_cum=cum["down"],
+            rejected_cum=cum["rejected"],
             **extra,
-            "metric": scores["metric"],
-            "eval_loss": scores["eval_loss"],
-            "eval_seconds": time.perf_counter() - t0,
-            "peak_rss_mb": peak_rss_mb(),
-            "peak_device_mb": peak_device_memory_mb(device),
-        }
+            metric=scores["metric"],
+            eval_loss=scores["eval_loss"],
+            eval_seconds=time.perf_counter() - t0,
+            peak_rss_mb=peak_rss_mb(),
+            peak_device_mb=peak_device_memory_mb(device),
+        )
         writer.add_row(row)
         return row
 
@@ -337,7 +336,9 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                 since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0, "rejected": 0}
                 if math.isfinite(row["eval_loss"]):
                     checkpoint(r)
-                bar.set_postfix(metric=f"{row['metric']:.3f}", loss=f"{train_loss:.3f}")
+                # A method may compute no training loss (the round's train_loss is then null).
+                loss_text = "-" if train_loss is None else f"{train_loss:.3f}"
+                bar.set_postfix(metric=f"{row['metric']:.3f}", loss=loss_text)
                 if not math.isfinite(row["eval_loss"]):
                     writer.finish("diverged", reason=f"non-finite eval loss in round {r}", diverged_round=r)
                     remove_checkpoint(out_dir)

@@ -470,3 +470,36 @@ class RunWriter:
         finally:
             if self._own_folder:
                 self.folder.release()
+
+
+# ---- the public way to write a run folder: open it, add rows, finish it -------------------------------
+# The engine writes every run through these three, and so can any program that is not zofo's round loop
+# (workflow/scripts/methods/local_only.py is one): a folder written this way joins every table and figure.
+
+
+def open_run(
+    out_dir: str | Path | RunFolder, meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]] = ()
+) -> RunWriter:
+    """Start the run folder ``out_dir`` (a path, whose lock is then taken and which is refused if it holds
+    a finished run or another config's: ``RunFolder``; or a ``RunFolder`` the caller already holds):
+    meta.json (``meta``, which must name its ``config_hash``, with status "running", the start time and
+    this process's provenance unless ``meta`` gives its own) and rounds.jsonl (``rows``: none for a new
+    run, the rows a checkpoint kept for a resumed one). Add rows with ``add_row(round_row(...))`` and end
+    with ``finish(status, ...)``."""
+    return RunWriter(out_dir, {"provenance": provenance(), **meta}, rows)
+
+
+def round_row(base: Mapping[str, Any], **values: Any) -> dict[str, Any]:
+    """One row of rounds.jsonl: the run's identity columns (``base``: method, model, seed, ...) and this
+    evaluation's values (round, metric, bits, timings, ...). Together they must be exactly the schema's
+    columns (``ROUND_COLUMNS``): a row missing one, or holding one the schema does not know, is refused
+    with the columns named, before anything is written."""
+    row = {**base, **values}
+    missing = [c for c in ROUND_COLUMNS if c not in row]
+    unknown = sorted(c for c in row if c not in ROUND_COLUMNS)
+    if missing or unknown:
+        raise ValueError(
+            f"rounds.jsonl row: missing columns {missing}, unknown columns {unknown}; "
+            f"allowed: exactly the columns of zofo.engine.record.ROUND_COLUMNS"
+        )
+    return row

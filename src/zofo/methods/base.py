@@ -8,24 +8,70 @@ re-implements the loop.
 Simulation keeps one working model: clients run in turn on it, and each ``client_update`` must leave
 the model holding the global weights it started from (ZO methods restore after perturbing; FO methods
 reload a snapshot), so memory stays near one model rather than one per client.
+
+A method is one file: a frozen ``Params`` dataclass and a subclass of ``FederatedMethod`` registered
+with ``@METHODS.register(name)``. Everything else about it is read from the class: what its uplink
+holds (``uplink``: each field's kind, shape and dtype, from which the engine derives the kinds attacks
+touch and the shapes the server accepts), the bits its paper says it sends (``formula_bits``), and the
+settings the test suites run it with (``test_params``). ``declaration_problems`` lists what a class
+lacks (the contract suite reports it), and reading a missing ``uplink`` or ``test_params`` raises
+``MethodDeclarationError`` naming the class and what to add. The server's choice between the method's
+own rule and a configured robust one is ``combine_clients``, here once for every method. Methods
+outside this package join through ``zofo.core.registry`` (an entry point or ``ZOFO_METHOD_PACKAGES``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from zofo.core.config import AggregatorConfig, ZOConfig
 from zofo.core.device import MEMORY_FACTORS
-from zofo.robust.aggregators import AGGREGATORS
+from zofo.core.errors import ZofoError
+from zofo.robust.aggregators import AGGREGATORS, combine
+from zofo.robust.setting import selection_weights
 
 # A payload is what crosses the wire: named tensors whose dtype is their wire type (bool = 1 bit).
 Payload = dict[str, torch.Tensor]
+R = TypeVar("R")
+
+# What a payload field is, for attacks and aggregation rules: "dense" (a model-sized update), "scalar"
+# (projected gradients or coordinates), "sign", "seed"; "count" and "structure" (example counts, block
+# boundaries) are numbers no attack touches and no rule combines.
+FIELD_KINDS = ("dense", "scalar", "sign", "seed", "count", "structure")
+
+
+class MethodDeclarationError(ZofoError, TypeError):
+    """A method class lacks something the engine or the test suites read from it."""
+
+    def __init__(self, cls: type, what: str, how: str):
+        self.cls, self.what = cls, what
+        super().__init__(f"method class {cls.__module__}.{cls.__qualname__} declares no {what}: {how}")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a method's uplink payload: its kind (``FIELD_KINDS``), shape and wire dtype.
+
+    A shape entry or the dtype may be a name instead of a value: it is read from the method instance
+    after ``setup`` (e.g. ``"d"``, ``"wire_dtype"``), else from its Params (e.g. ``"K"``). ``when``, if
+    given, says for which Params the field is sent at all (e.g. an example count only when clients are
+    weighted by their data)."""
+
+    kind: str
+    shape: tuple[int | str, ...]
+    dtype: torch.dtype | str
+    when: Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIELD_KINDS:
+            raise ValueError(f"Field kind {self.kind!r}; allowed: one of {list(FIELD_KINDS)}")
 
 
 @dataclass
@@ -64,6 +110,14 @@ class FederatedMethod(ABC):
     family: ClassVar[str]
     # The paper or code the default behaviour follows; stored in every run's metadata.
     reference: ClassVar[str] = ""
+    # The uplink payload, field by field: name -> Field(kind, shape, dtype). The one statement of what an
+    # honest client sends: the kinds attacks touch (payload_kinds) and the shapes and dtypes the server
+    # accepts (payload_spec) are read from it.
+    uplink: ClassVar[Mapping[str, Field]]
+    # Params overrides that keep a run on the test suite's tiny model to seconds (a small lr, few local
+    # steps, a small K): every suite that runs all methods (contract, determinism, resume, robustness)
+    # runs this method with them.
+    test_params: ClassVar[Mapping[str, Any]]
     # Communication rounds the method is defined for (one-shot FL: 1); None = any number.
     max_rounds: ClassVar[int | None] = None
     # Attributes beyond the model's trainable weights that later rounds depend on: saved in checkpoints
@@ -78,9 +132,25 @@ class FederatedMethod(ABC):
     # left. The engine reads no weights between a round's clients either way.
     holds_between_clients: ClassVar[bool] = False
 
+    def __new__(cls, params: Any, ctx: RunContext) -> FederatedMethod:
+        # A method whose protocols differ enough to be separate classes (Ferret's paper and official-code
+        # variants) is registered once and built as the class its params select.
+        impl = cls.implementation(params)
+        if not (isinstance(impl, type) and issubclass(impl, cls)):
+            raise TypeError(
+                f"{cls.__name__}.implementation returned {impl!r}, not a subclass of {cls.__name__}"
+            )
+        return super().__new__(impl)
+
     def __init__(self, params: Any, ctx: RunContext):
         self.params = params
         self.ctx = ctx
+
+    @classmethod
+    def implementation(cls, params: Any) -> type[FederatedMethod]:
+        """The class that runs ``params``: the registered class itself, or one of its subclasses when a
+        parameter selects between protocols (the registered name, its Params and its config stay one)."""
+        return cls
 
     @abstractmethod
     def setup(self) -> None:
@@ -117,13 +187,51 @@ class FederatedMethod(ABC):
         """Variant information recorded in the run metadata (e.g. tie rules, paper vs code)."""
         return {}
 
-    # ---- robustness: what the server knows about honest payloads and how it may combine them ----
+    def formula_bits(self, d: int, n: int) -> tuple[int, int] | None:
+        """Bits per round the method's definition says it sends (paper and code): (uplink of one
+        client, downlink to each receiving client), for d trainable parameters and n clients in the
+        round, after ``setup``. Computed from parameters and sizes, never from payloads: the engine
+        records it, the communication table and the contract tests check the counted bits against it.
+        Every method states one; None (this default) leaves the run without a check."""
+        return None
+
+    # ---- the uplink, derived from ``uplink`` ----
+
+    @classmethod
+    def uplink_fields(cls, params: Any) -> dict[str, Field]:
+        """The fields a client of a run with ``params`` sends (``uplink`` without those whose ``when``
+        excludes them), as the class that runs those params declares them."""
+        impl = cls.implementation(params)
+        declared = getattr(impl, "uplink", None)
+        if declared is None:
+            raise MethodDeclarationError(
+                impl, "uplink", "set uplink = {field name: Field(kind, shape, dtype)} on the class"
+            )
+        return {k: f for k, f in declared.items() if f.when is None or f.when(params)}
 
     @classmethod
     def payload_kinds(cls, params: Any) -> dict[str, str]:
-        """Kind of each uplink field: "dense" (a model update), "scalar" (projected gradients or
-        coordinates), "sign", "seed", or anything else (counts, structure), which attacks leave alone."""
-        raise NotImplementedError(f"{cls.__name__} must declare payload_kinds")
+        """Kind of each uplink field (``FIELD_KINDS``): what attacks may change and rules may combine."""
+        return {name: f.kind for name, f in cls.uplink_fields(params).items()}
+
+    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """The fields an honest uplink of this client in this round has: name -> (shape, dtype). The
+        server rejects anything else (zofo.robust.setting.validate_payload) before aggregating."""
+        return {
+            name: (tuple(self._resolve(x) for x in f.shape), self._resolve(f.dtype))
+            for name, f in self.uplink_fields(self.params).items()
+        }
+
+    def _resolve(self, value: Any) -> Any:
+        # A name in a Field: an attribute of the set-up method (its sizes, its wire dtype), else a param.
+        if not isinstance(value, str):
+            return value
+        for source in (self, self.params):
+            if hasattr(source, value):
+                return getattr(source, value)
+        raise MethodDeclarationError(
+            type(self), f"attribute or param {value!r}", "a Field of its uplink names it as a shape or dtype"
+        )
 
     @classmethod
     def aggregators(cls, params: Any) -> tuple[str, ...]:
@@ -132,11 +240,6 @@ class FederatedMethod(ABC):
         field."""
         kinds = [k for k in cls.payload_kinds(params).values() if k in ("dense", "scalar")]
         return tuple(n for n, spec in AGGREGATORS.items() if kinds and kinds[0] in spec.kinds)
-
-    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        """The fields an honest uplink of this client in this round has: name -> (shape, dtype). The
-        server rejects anything else (zofo.robust.setting.validate_payload) before aggregating."""
-        raise NotImplementedError(f"{type(self).__name__} must declare payload_spec")
 
     def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
         """Method-specific reasons to reject a well-formed payload (e.g. a seed the server did not
@@ -147,6 +250,29 @@ class FederatedMethod(ABC):
         """The server rejected this client's payload: forget whatever ``client_update`` recorded for it."""
         return None
 
+    # ---- the server's rule: the method's own, or the configured robust one ----
+
+    def combine_clients(
+        self,
+        kind: str,
+        own: Callable[[], R],
+        rows: Callable[[], torch.Tensor],
+        select: Callable[[torch.Tensor], R] | None = None,
+    ) -> R | torch.Tensor:
+        """The server's combination of its clients' numbers, as ``aggregator.name`` says. "mean" is the
+        method's own rule: ``own()``, computed however the method defines it (weighted by data sizes,
+        streamed client by client). Any other name is a robust rule applied to ``rows()``, one row per
+        client (weights ignored: a client's reported data size would buy an attacker influence):
+        ``combine`` over rows aligned coordinate by coordinate, or, with ``select``, the rule's weights
+        over clients whose scalars each lie on their own direction (zofo.robust.setting.
+        selection_weights), handed to ``select``. Both are called only when needed."""
+        agg = self.ctx.aggregator
+        if agg.name == "mean":
+            return own()
+        if select is not None:
+            return select(selection_weights(agg.name, rows(), agg.trim))
+        return combine(agg.name, kind, rows(), trim=agg.trim, f=agg.f, m=agg.m)
+
     @classmethod
     def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
         """Device memory a run needs, in multiples of the model's weights (in their dtype): the fit
@@ -155,9 +281,43 @@ class FederatedMethod(ABC):
         tensors (snapshots, cached directions, clients' updates) adds them."""
         return MEMORY_FACTORS[cls.family]
 
-    def formula_bits(self, d: int, n: int) -> tuple[int, int] | None:
-        """Bits per round the method's definition says it sends (paper and code): (uplink of one
-        client, downlink to each receiving client), for d trainable parameters and n clients in the
-        round, after ``setup``. Computed from parameters and sizes, never from payloads: the engine
-        records it and the communication table checks the counted bits against it. None = no formula."""
-        return None
+
+def declaration_problems(cls: type[FederatedMethod]) -> list[str]:
+    """What ``cls`` lacks of the declarations the engine and the test suites read from a method class,
+    one line each (empty: nothing). Checked for the default Params; a class chosen by other params
+    (``implementation``) is checked when a run or a test builds it."""
+    problems = []
+    params_cls = getattr(cls, "Params", None)
+    params = None
+    if not (isinstance(params_cls, type) and dataclasses.is_dataclass(params_cls)):
+        problems.append("Params: a frozen dataclass of the method's settings")
+    elif not params_cls.__dataclass_params__.frozen:
+        problems.append(f"Params: {params_cls.__name__} must be frozen (@dataclass(frozen=True))")
+    else:
+        try:
+            params = params_cls()
+        except TypeError as e:
+            problems.append(f"Params: {params_cls.__name__}() must construct from defaults ({e})")
+    if getattr(cls, "family", None) not in ("zo", "fo"):
+        problems.append('family: "zo" or "fo"')
+    if not getattr(cls, "reference", ""):
+        problems.append("reference: the paper or code the method follows")
+    if not isinstance(getattr(cls, "test_params", None), Mapping):
+        problems.append("test_params: a mapping of Params overrides that keep a tiny-model run to seconds")
+    if params is not None:
+        impl = cls.implementation(params)
+        if getattr(impl, "uplink", None) is None:
+            problems.append("uplink: {field name: Field(kind, shape, dtype)}")
+        if impl.formula_bits is FederatedMethod.formula_bits:
+            problems.append("formula_bits(d, n): the (uplink, downlink) bits its paper says it sends")
+    return problems
+
+
+def params_for_tests(cls: type[FederatedMethod]) -> dict[str, Any]:
+    """The Params overrides the test suites run ``cls`` with; a clear error if it declares none."""
+    declared = getattr(cls, "test_params", None)
+    if not isinstance(declared, Mapping):
+        raise MethodDeclarationError(
+            cls, "test_params", "set test_params = {param: value} (a small lr, few steps) on the class"
+        )
+    return dict(declared)

@@ -168,6 +168,7 @@ class FedAvgLoRA(FedAvg):
     def describe(self) -> dict:
         exact = self.params.averaging == "exact"
         return {
+            **super().describe(),
             "lora_averaging": "exact (residual in the base)" if exact else "A and B separately",
             "adapter_parameters": sum(t.numel() for t in self.trainable),
             "residual_parameters": self._residual_size(),

@@ -72,7 +72,7 @@ training loss is not finite).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,8 +82,7 @@ from zofo.core.config import ConfigError, ZOConfig, positive
 from zofo.core.registry import METHODS
 from zofo.core.seeds import seed32, torch_rng
 from zofo.core.zo import SeededDirections, trainable_parameters
-from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.robust.aggregators import combine
+from zofo.methods.base import ClientData, FederatedMethod, Field, Payload
 
 # minmax's guard against a zero range, as in the official code: equal scores give uniform p.
 MINMAX_EPS = 1e-10
@@ -131,6 +130,16 @@ class FedKSeedProParams(FedKSeedParams):
         positive("method.params.score_clip", self.score_clip)
 
 
+@torch.no_grad()
+def zo_sgd_step(dirs: SeededDirections, seed: int, loss: Callable[[], torch.Tensor], lr: float) -> float:
+    """One local step of a FedKSeed client: estimate the projected gradient g along z(seed), then
+    w -= lr * g * z(seed); returns g. The estimate holds its last perturbation (``hold``) so that the
+    update absorbs the restore: one pass fewer with ``zo.fuse``, the separate passes without."""
+    g = dirs.estimate(seed, loss, hold=True)
+    dirs.update(seed, lr * g)
+    return g
+
+
 def seed_probabilities(scores: torch.Tensor) -> torch.Tensor:
     """softmax(minmax(scores)) in fp64: FedKSeed-Pro's sampling distribution over the K seeds."""
     s = scores.to(torch.float64)
@@ -143,6 +152,10 @@ class FedKSeed(FederatedMethod):
     Params = FedKSeedParams
     family = "zo"
     reference = "FedKSeed, arXiv 2312.06353 (official code: alibaba/FederatedScope, branch FedKSeed)"
+    # per-seed sums, aligned across clients on the shared K seeds
+    uplink = {"a": Field("scalar", ("K",), torch.float32)}
+    # The defaults (200 local steps, 4096 seeds) take minutes on the test model; a few of each suffice.
+    test_params = {"lr": 1e-3, "K": 16, "local_steps": 2}
     # The global model is w0 plus the broadcast pool changes, so a checkpoint holds those (K scalars a
     # round) and load_state_dict replays them: the same axpy sequence, hence the same bits.
     checkpoint_weights = False
@@ -235,11 +248,9 @@ class FedKSeed(FederatedMethod):
         a = torch.zeros(self.params.K, dtype=torch.float64)
         with torch.no_grad():
             for step, j in enumerate(draws.tolist()):
-                seed = self.candidates[j]
-                # hold: the update below absorbs the restore (one pass fewer when zo.fuse is on)
-                loss = functools.partial(self.ctx.loss, next(client.batches))
-                g = self.dirs.estimate(seed, loss, hold=True)
-                self.dirs.update(seed, lr * g)
+                g = zo_sgd_step(
+                    self.dirs, self.candidates[j], functools.partial(self.ctx.loss, next(client.batches)), lr
+                )
                 grads[step] = g
                 a[j] += g
         self._restore_global()
@@ -283,13 +294,6 @@ class FedKSeed(FederatedMethod):
     def _update_scores(self, round_idx: int, payloads: list[Payload], delta: torch.Tensor) -> None:
         """Hook run after the pool update (FedKSeed-Pro recomputes its seed probabilities here)."""
 
-    @classmethod
-    def payload_kinds(cls, params: FedKSeedParams) -> dict[str, str]:
-        return {"a": "scalar"}  # per-seed sums, aligned across clients on the shared K seeds
-
-    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {"a": ((self.params.K,), torch.float32)}
-
     def drop_client(self, round_idx: int, client_id: int) -> None:
         self._cohort[round_idx] = [c for c in self._cohort.get(round_idx, []) if c[0] != client_id]
         self._rejected.setdefault(round_idx, []).append(client_id)
@@ -297,16 +301,26 @@ class FedKSeed(FederatedMethod):
     def combine_sums(self, cohort: list[tuple[int, int]], payloads: list[Payload]) -> torch.Tensor:
         """The pool change: the omega-weighted sum of the clients' per-seed sums (the paper), or the
         configured robust rule per seed (median or trimmed mean over clients, weights ignored)."""
-        agg = self.ctx.aggregator
+
         # The pool and its bookkeeping are K scalars kept on the CPU, wherever the payloads were decoded.
-        if agg.name != "mean":
-            sums = torch.stack([pl["a"].to("cpu", torch.float64) for pl in payloads])
-            return combine(agg.name, "scalar", sums, trim=agg.trim).to(torch.float32)
-        omega = self._weights(cohort)
-        delta64 = torch.zeros(self.params.K, dtype=torch.float64)
-        for w, pl in zip(omega.tolist(), payloads, strict=True):
-            delta64.add_(pl["a"].to("cpu", torch.float64), alpha=w)
-        return delta64.to(torch.float32)
+        def weighted_sum() -> torch.Tensor:
+            delta64 = torch.zeros(self.params.K, dtype=torch.float64)
+            for w, pl in zip(self._weights(cohort).tolist(), payloads, strict=True):
+                delta64.add_(pl["a"].to("cpu", torch.float64), alpha=w)
+            return delta64
+
+        delta = self.combine_clients(
+            "scalar",
+            own=weighted_sum,
+            rows=lambda: torch.stack([pl["a"].to("cpu", torch.float64) for pl in payloads]),
+        )
+        return delta.to(torch.float32)
+
+    def expect_cohort(self, round_idx: int, cohort: list[tuple[int, int]]) -> None:
+        """The server's record of round ``round_idx``'s cohort, (client id, data size) in payload order.
+        ``client_update`` keeps it when the clients run in this process; a server that receives uploads
+        computed elsewhere (a replay of recorded rounds, the bench) states the cohort it sampled here."""
+        self._cohort[round_idx] = list(cohort)
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         cohort = self._cohort.pop(round_idx, [])

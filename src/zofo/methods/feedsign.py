@@ -17,7 +17,7 @@ from zofo.core.config import ZOConfig, positive
 from zofo.core.registry import METHODS
 from zofo.core.seeds import derive, seed32
 from zofo.core.zo import SeededDirections, trainable_parameters
-from zofo.methods.base import ClientData, FederatedMethod, Payload
+from zofo.methods.base import ClientData, FederatedMethod, Field, Payload
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class FeedSign(FederatedMethod):
     family = "zo"
     holds_between_clients = True  # every client of a step perturbs along the same z
     reference = "FeedSign, arXiv 2501.17610 (abstract and reviews; no official code available)"
+    uplink = {"sign": Field("sign", (1,), torch.bool)}  # True = a positive projected gradient
+    test_params = {"lr": 1e-3}
 
     def setup(self) -> None:
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
@@ -69,15 +71,8 @@ class FeedSign(FederatedMethod):
         return {"sign": torch.tensor([p > 0])}
 
     @classmethod
-    def payload_kinds(cls, params: FeedSignParams) -> dict[str, str]:
-        return {"sign": "sign"}
-
-    @classmethod
     def aggregators(cls, params: FeedSignParams) -> tuple[str, ...]:
         return ("mean", "majority")  # both name the vote, FeedSign's rule by definition
-
-    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {"sign": ((1,), torch.bool)}
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         signs = [1 if bool(pl["sign"].item()) else -1 for pl in payloads]

@@ -63,7 +63,15 @@ Variant "official-code" reproduces the official code's behaviour:
   --momentum 0.0 --anneal no), and gradient accumulation (the engine's batch size is the batch).
 
 In both variants the server applies exactly what it broadcasts (``apply_broadcast``), the rule every
-receiving client runs on the downlink alone.
+receiving client runs on the downlink alone. The two protocols are two classes, ``FerretPaper`` and
+``FerretOfficialCode``; ``Ferret``, registered as "ferret" with one Params, holds what they share and
+builds the one ``variant`` names.
+
+Local training is FedAvg's client loop (zofo.methods.first_order): ``optimizer`` (SGD, as the paper and
+the official script, or AdamW) at ``lr`` for ``local_steps`` batches, without weight decay and without
+a gradient clip. The paper states no clip, and the official code clips only when --grad_clip > 0, whose
+default is -100 and which its script does not set; FedAvg's own default clips at norm 1, so a FedAvg run
+"with Ferret's local training" must set ``max_grad_norm: null``. ``describe()`` records both.
 
 Simulation keeps one working model: each client trains on it, and it is reset from one snapshot of the
 global weights afterwards (as in FedAvg).
@@ -73,9 +81,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -83,9 +92,8 @@ from zofo.core import philox
 from zofo.core.config import ConfigError, ZOConfig, positive
 from zofo.core.registry import METHODS
 from zofo.core.seeds import derive, seed32
-from zofo.core.zo import trainable_parameters
-from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.robust.aggregators import combine
+from zofo.methods.base import ClientData, FederatedMethod, Field, Payload
+from zofo.methods.first_order import FirstOrderMethod, LocalTraining
 
 _SQRT2 = math.sqrt(2.0)
 SAMPLERS = {
@@ -275,49 +283,46 @@ def blocks(params: Sequence[torch.Tensor], kind: str) -> list[list[int]]:
     return out
 
 
-def uplink_bits(params: FerretParams, num_blocks: int) -> int:
-    """Bits one client uploads per round (see the module docstring)."""
-    extra = 32 if params.weighting == "examples" else 0
-    if params.variant == "paper":
-        return 33 * params.K + 32 + extra
-    return 32 * params.K * num_blocks + extra
+def sends_examples(params: FerretParams) -> bool:
+    """Whether a client's uplink carries its example count (omega_i from data sizes)."""
+    return params.weighting == "examples"
 
 
-def downlink_bits(params: FerretParams, num_blocks: int, n: int) -> int:
-    """Bits each client of a round of n clients downloads."""
-    if params.variant == "paper":
-        return n * uplink_bits(params, num_blocks)
-    return 32 * params.K * num_blocks
-
-
-# ---- the method -----------------------------------------------------------------------------------------
+# ---- the method: what both protocols share ---------------------------------------------------------------
 
 
 @METHODS.register("ferret")
-class Ferret(FederatedMethod):
+class Ferret(FirstOrderMethod):
+    """Ferret's local training, its blocks and its server step; the protocol (what travels, how the
+    server rebuilds it) is ``FerretPaper`` or ``FerretOfficialCode``, chosen by ``variant``."""
+
     Params = FerretParams
     family = "fo"
     reference = "Ferret, Shu et al., ICML 2025 (arXiv 2409.06277); official code allen4747/Ferret"
-    state_attrs = ("global_weights",)
+    test_params = {"lr": 1e-3, "K": 40, "local_steps": 2}
+    # Ferret's clients clip no gradient. The paper states none, and the official code clips only when
+    # --grad_clip > 0: its default is -100 and scripts/ferret.sh does not set it. (FedAvg's default clip
+    # of norm 1 is FedAvg's own choice; a run that compares the two differs in this too.)
+    grad_clip: ClassVar[float | None] = None
+    GRAD_CLIP_SOURCE = (
+        "none: the paper states no clip; the official code (allen4747/Ferret) clips only if --grad_clip > 0, "
+        "default -100, not set by scripts/ferret.sh"
+    )
+
+    @classmethod
+    def implementation(cls, params: FerretParams) -> type[FederatedMethod]:
+        return FerretPaper if params.variant == "paper" else FerretOfficialCode
 
     def setup(self) -> None:
-        p = self.params
-        self.trainable = trainable_parameters(self.ctx.model)
-        self.global_weights = [t.detach().clone() for t in self.trainable]
-        self.blocks = blocks(self.trainable, p.block_kind)
+        super().setup()
+        self.blocks = blocks(self.trainable, self.params.block_kind)
         self.sizes = [sum(self.trainable[i].numel() for i in b) for b in self.blocks]
-        self.rhos = [block_rho(d) for d in self.sizes]
-        if p.variant == "paper" and p.K < len(self.blocks):
-            raise ConfigError(
-                "method.params.K",
-                p.K,
-                f">= the number of blocks ({len(self.blocks)} {p.block_kind} blocks of this model): the "
-                "paper variant gives every block at least one direction; raise K or set blocks: packed",
-            )
         # Every seeded direction of a run comes from the run's generator (zo.generator), ZO's and Ferret's.
         self.generator = self.ctx.zo.generator
-        # official-code: the seed pool, fixed for the run and known to every party.
-        self.pool = [derive(self.ctx.seed, "ferret", "pool", k) for k in range(p.K)]
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
 
     @classmethod
     def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
@@ -325,88 +330,155 @@ class Ferret(FederatedMethod):
         # weights and the float32 block deltas (one more copy of the model).
         return (4 if params.optimizer == "adamw" else 2) + 2
 
+    @classmethod
+    def aggregators(cls, params: FerretParams) -> tuple[str, ...]:
+        # Per-coordinate rules only: Krum's distances between whole client updates would need every
+        # block rebuilt twice (a second pass of direction draws); not offered.
+        return ("mean", "median", "trimmed-mean")
+
+    def local_training(self) -> LocalTraining:
+        return LocalTraining(self.params.lr, self.params.optimizer, 0.0, self.grad_clip)
+
     def local_steps(self) -> int:
         return self.params.local_steps
 
     # -- client --
 
-    def _optimizer(self) -> torch.optim.Optimizer:
-        if self.params.optimizer == "adamw":
-            return torch.optim.AdamW(self.trainable, lr=self.params.lr, weight_decay=0.0)
-        return torch.optim.SGD(self.trainable, lr=self.params.lr)
-
-    @torch.no_grad()
-    def _load(self, weights: list[torch.Tensor]) -> None:
-        for t, w in zip(self.trainable, weights, strict=True):
-            t.copy_(w)
-
     def local_delta(self, client: ClientData) -> list[torch.Tensor]:
         """Train T steps from the global weights; return delta = w - w_T per block (flat float32) and
         leave the model holding the global weights."""
-        model = self.ctx.model
-        model.train()
-        opt = self._optimizer()  # fresh optimiser state per client and round
-        for _ in range(self.params.local_steps):
-            batch = next(client.batches)
-            opt.zero_grad(set_to_none=True)
-            self.ctx.loss(batch).backward()
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        del opt
+        self.train_locally(client, self.params.local_steps)
         with torch.no_grad():
             deltas = [
                 torch.cat([(self.global_weights[i] - self.trainable[i]).reshape(-1).float() for i in b])
                 for b in self.blocks
             ]
-        self._load(self.global_weights)
-        model.eval()
+        self.reset_to_global()
         return deltas
-
-    def client_seed(self, round_idx: int, client_id: int) -> int:
-        # A client would pick any seed; deriving it keeps runs reproducible. It is sent either way.
-        return seed32(self.ctx.seed, "ferret", "round", round_idx, "client", client_id)
 
     def encode(
         self, round_idx: int, client_id: int, deltas: list[torch.Tensor], num_examples: int
     ) -> Payload:
         """The uplink payload for the block deltas of one client."""
-        p = self.params
-        norms = [float(torch.linalg.vector_norm(x)) for x in deltas]
-        if p.variant == "paper":
-            seed = self.client_seed(round_idx, client_id)
-            counts = allocate([n / r for n, r in zip(norms, self.rhos, strict=True)], p.K)
-            gammas, starts = [], torch.zeros(p.K, dtype=torch.bool)
-            offset = 0
-            for blk, (delta, k) in enumerate(zip(deltas, counts, strict=True)):
-                gammas.append(
-                    project(delta, direction_seeds(seed, blk, k), 1.0 / (self.rhos[blk] * k), self.generator)
-                )
-                starts[offset] = True
-                offset += k
-            payload = {
-                "seed": torch.tensor([seed], dtype=torch.uint32),
-                "block_starts": starts,
-                "gamma": torch.cat(gammas),
-            }
-        else:
-            counts = official_counts(norms, p.K)
-            coords = torch.zeros(len(self.blocks), p.K, dtype=torch.float32)
-            for blk, (delta, k) in enumerate(zip(deltas, counts, strict=True)):
-                pick = derive(self.ctx.seed, "ferret", "indices", round_idx, client_id, blk)
-                idx = official_indices(pick, p.K, k)
-                coords[blk, idx] = project(
-                    delta, [derive(self.pool[i], blk) for i in idx], self.sizes[blk] / k, self.generator
-                )
-            payload = {"coords": coords}
-        if p.weighting == "examples":
+        payload = self.project_deltas(round_idx, client_id, deltas)
+        if sends_examples(self.params):
             payload["num_examples"] = torch.tensor([num_examples], dtype=torch.uint32)
         return payload
+
+    @abstractmethod
+    def project_deltas(self, round_idx: int, client_id: int, deltas: list[torch.Tensor]) -> Payload:
+        """The protocol's coordinates of one client's block deltas."""
 
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
         deltas = self.local_delta(client)
         return self.encode(round_idx, client.client_id, deltas, client.num_examples)
 
     # -- server --
+
+    @staticmethod
+    def omegas(num_examples: torch.Tensor | None, n: int) -> list[float]:
+        if num_examples is None:
+            return [1.0 / n] * n
+        sizes = [float(x) for x in num_examples.reshape(-1).tolist()]
+        return [s / sum(sizes) for s in sizes]
+
+    @abstractmethod
+    def broadcast(self, payloads: list[Payload]) -> Payload:
+        """The downlink for the round's decoded uplinks."""
+
+    @abstractmethod
+    def block_updates(self, down: Payload) -> Iterator[torch.Tensor]:
+        """Per block, the update (flat float32) every party rebuilds from the downlink alone."""
+
+    @torch.no_grad()
+    def apply_broadcast(self, down: Payload) -> None:
+        """What every party does with the downlink: w -= slr * the rebuilt update (server included, so its
+        model is exactly the one a client rebuilds)."""
+        slr = self.params.server_lr
+        for blk, update in zip(self.blocks, self.block_updates(down), strict=True):
+            offset = 0
+            for i in blk:
+                g = self.global_weights[i]
+                n = g.numel()
+                g.sub_(update[offset : offset + n].view_as(g).to(g.dtype), alpha=slr)
+                offset += n
+        self.load_weights(self.global_weights)
+
+    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
+        down = self.broadcast(payloads)
+        self.apply_broadcast(down)
+        return down
+
+    @abstractmethod
+    def uplink_bits(self) -> int:
+        """Bits one client uploads per round (see the module docstring)."""
+
+    @abstractmethod
+    def protocol(self) -> dict[str, Any]:
+        """The protocol's choices, for ``describe``."""
+
+    def describe(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            **super().describe(),
+            "grad_clip": self.GRAD_CLIP_SOURCE,
+            "variant": p.variant,
+            "slr": p.server_lr,
+            "blocks": p.block_kind,
+            "num_blocks": len(self.blocks),
+            "uplink_bits": self.uplink_bits(),
+            **self.protocol(),
+            "sampler": SAMPLERS[self.generator],
+        }
+
+
+# ---- variant "paper" -----------------------------------------------------------------------------------
+
+
+class FerretPaper(Ferret):
+    """The paper's protocol: a seed per client, exactly K directions allocated by block, unbiased scale."""
+
+    uplink = {
+        "seed": Field("seed", (1,), torch.uint32),
+        "block_starts": Field("structure", ("K",), torch.bool),
+        "gamma": Field("scalar", ("K",), torch.float32),
+        "num_examples": Field("count", (1,), torch.uint32, when=sends_examples),
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        p = self.params
+        self.rhos = [block_rho(d) for d in self.sizes]
+        if p.K < len(self.blocks):
+            raise ConfigError(
+                "method.params.K",
+                p.K,
+                f">= the number of blocks ({len(self.blocks)} {p.block_kind} blocks of this model): the "
+                "paper variant gives every block at least one direction; raise K or set blocks: packed",
+            )
+
+    def client_seed(self, round_idx: int, client_id: int) -> int:
+        # A client would pick any seed; deriving it keeps runs reproducible. It is sent either way.
+        return seed32(self.ctx.seed, "ferret", "round", round_idx, "client", client_id)
+
+    def project_deltas(self, round_idx: int, client_id: int, deltas: list[torch.Tensor]) -> Payload:
+        p = self.params
+        norms = [float(torch.linalg.vector_norm(x)) for x in deltas]
+        seed = self.client_seed(round_idx, client_id)
+        counts = allocate([n / r for n, r in zip(norms, self.rhos, strict=True)], p.K)
+        gammas, starts = [], torch.zeros(p.K, dtype=torch.bool)
+        offset = 0
+        for blk, (delta, k) in enumerate(zip(deltas, counts, strict=True)):
+            gammas.append(
+                project(delta, direction_seeds(seed, blk, k), 1.0 / (self.rhos[blk] * k), self.generator)
+            )
+            starts[offset] = True
+            offset += k
+        return {
+            "seed": torch.tensor([seed], dtype=torch.uint32),
+            "block_starts": starts,
+            "gamma": torch.cat(gammas),
+        }
 
     def block_counts(self, starts: torch.Tensor) -> list[int]:
         """K_l from the block-start bits: direction j is in the block of the last start at or before j."""
@@ -418,14 +490,28 @@ class Ferret(FederatedMethod):
         block_of = torch.cumsum(starts.long(), 0) - 1
         return torch.bincount(block_of, minlength=len(self.blocks)).tolist()
 
-    @staticmethod
-    def omegas(num_examples: torch.Tensor | None, n: int) -> list[float]:
-        if num_examples is None:
-            return [1.0 / n] * n
-        sizes = [float(x) for x in num_examples.reshape(-1).tolist()]
-        return [s / sum(sizes) for s in sizes]
+    def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
+        expected = self.client_seed(round_idx, client_id)
+        if int(payload["seed"].item()) != expected:
+            return f"seed {int(payload['seed'].item())}, expected {expected}"
+        try:
+            self.block_counts(payload["block_starts"])  # the rule every receiver decodes with
+        except ValueError as e:
+            return str(e)
+        return None
 
-    def paper_updates(self, down: Payload) -> Iterator[torch.Tensor]:
+    def broadcast(self, payloads: list[Payload]) -> Payload:
+        # Every client has its own seed: the receivers need every uplink.
+        down = {
+            "seeds": torch.cat([pl["seed"] for pl in payloads]),
+            "block_starts": torch.stack([pl["block_starts"] for pl in payloads]),
+            "gammas": torch.stack([pl["gamma"] for pl in payloads]),
+        }
+        if sends_examples(self.params):
+            down["num_examples"] = torch.cat([pl["num_examples"] for pl in payloads])
+        return down
+
+    def block_updates(self, down: Payload) -> Iterator[torch.Tensor]:
         """Per block, sum_i omega_i sum_j gamma_{i,l,j} v_{i,l,j} (flat float32), from the broadcast.
 
         Under a robust rule (median, trimmed mean) every party rebuilds each client's block update and
@@ -435,25 +521,96 @@ class Ferret(FederatedMethod):
         omegas = self.omegas(down.get("num_examples"), len(seeds))
         counts = [self.block_counts(row) for row in down["block_starts"]]
         offsets = [0] * len(seeds)
-        agg = self.ctx.aggregator
         device = self.trainable[0].device
         for blk, d in enumerate(self.sizes):
-            if agg.name == "mean":
-                update = torch.zeros(d, dtype=torch.float32, device=device)
-            else:
-                per_client = torch.zeros(len(seeds), d, dtype=torch.float32, device=device)
-            for i, (seed, omega) in enumerate(zip(seeds, omegas, strict=True)):
+            # (seeds, coordinates) of every client's directions in this block
+            parts = []
+            for i, seed in enumerate(seeds):
                 k = counts[i][blk]
-                gammas = down["gammas"][i, offsets[i] : offsets[i] + k].double()
-                if agg.name == "mean":
-                    rebuild(direction_seeds(seed, blk, k), (gammas * omega).tolist(), update, self.generator)
-                else:
-                    rebuild(direction_seeds(seed, blk, k), gammas.tolist(), per_client[i], self.generator)
+                parts.append(
+                    (direction_seeds(seed, blk, k), down["gammas"][i, offsets[i] : offsets[i] + k].double())
+                )
                 offsets[i] += k
-            yield update if agg.name == "mean" else combine(agg.name, "dense", per_client, trim=agg.trim)
 
-    def official_updates(self, coords: torch.Tensor) -> Iterator[torch.Tensor]:
+            def weighted(parts: list = parts, d: int = d) -> torch.Tensor:
+                update = torch.zeros(d, dtype=torch.float32, device=device)
+                for (dirs, gammas), omega in zip(parts, omegas, strict=True):
+                    rebuild(dirs, (gammas * omega).tolist(), update, self.generator)
+                return update
+
+            def per_client(parts: list = parts, d: int = d) -> torch.Tensor:
+                rows = torch.zeros(len(parts), d, dtype=torch.float32, device=device)
+                for i, (dirs, gammas) in enumerate(parts):
+                    rebuild(dirs, gammas.tolist(), rows[i], self.generator)
+                return rows
+
+            yield self.combine_clients("dense", own=weighted, rows=per_client)
+
+    def uplink_bits(self) -> int:
+        return 33 * self.params.K + 32 + (32 if sends_examples(self.params) else 0)
+
+    def formula_bits(self, d: int, n: int) -> tuple[int, int]:
+        # seed + K block-start bits + K fp32 gammas (+ example count) up; all n uplinks down.
+        return self.uplink_bits(), n * self.uplink_bits()
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "downlink": "all n uplinks",
+            "gamma_scale": "1/(rho_l K_l)",
+            "allocation": "K_l ~ ||delta_l||/rho_l, >= 1, sum K",
+            "clip": None,
+        }
+
+
+# ---- variant "official-code" ---------------------------------------------------------------------------
+
+
+class FerretOfficialCode(Ferret):
+    """The official code's protocol: a fixed pool of K shared seeds, K_l >= 2 indices per block, the
+    scale d_l/K_l, the dense L x K coordinates up and their weighted sum down, clipped server terms."""
+
+    uplink = {
+        "coords": Field("scalar", ("num_blocks", "K"), torch.float32),
+        "num_examples": Field("count", (1,), torch.uint32, when=sends_examples),
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        # The seed pool, fixed for the run and known to every party.
+        self.pool = [derive(self.ctx.seed, "ferret", "pool", k) for k in range(self.params.K)]
+
+    def project_deltas(self, round_idx: int, client_id: int, deltas: list[torch.Tensor]) -> Payload:
+        p = self.params
+        norms = [float(torch.linalg.vector_norm(x)) for x in deltas]
+        counts = official_counts(norms, p.K)
+        coords = torch.zeros(len(self.blocks), p.K, dtype=torch.float32)
+        for blk, (delta, k) in enumerate(zip(deltas, counts, strict=True)):
+            pick = derive(self.ctx.seed, "ferret", "indices", round_idx, client_id, blk)
+            idx = official_indices(pick, p.K, k)
+            coords[blk, idx] = project(
+                delta, [derive(self.pool[i], blk) for i in idx], self.sizes[blk] / k, self.generator
+            )
+        return {"coords": coords}
+
+    def broadcast(self, payloads: list[Payload]) -> Payload:
+        # The seeds are shared, so coordinates of the same seed add up (or are combined per coordinate).
+        sizes = torch.cat([pl["num_examples"] for pl in payloads]) if sends_examples(self.params) else None
+
+        def weighted_sum() -> torch.Tensor:
+            coords = payloads[0]["coords"]
+            total = torch.zeros(coords.shape, dtype=torch.float64, device=coords.device)
+            for pl, omega in zip(payloads, self.omegas(sizes, len(payloads)), strict=True):
+                total.add_(pl["coords"].double(), alpha=omega)
+            return total
+
+        coords = self.combine_clients(
+            "scalar", own=weighted_sum, rows=lambda: torch.stack([pl["coords"].double() for pl in payloads])
+        )
+        return {"coords": coords.float()}
+
+    def block_updates(self, down: Payload) -> Iterator[torch.Tensor]:
         """Per block, sum_k clip(A[l, k] v_{l,k}) (flat float32) for the aggregated coordinates A (L x K)."""
+        coords = down["coords"]
         for blk, d in enumerate(self.sizes):
             update = torch.zeros(d, dtype=torch.float32, device=self.trainable[0].device)
             buf = torch.empty_like(update)
@@ -465,108 +622,17 @@ class Ferret(FederatedMethod):
                 update.add_(v, alpha=a * min(1.0, self.params.clip / (norm + 1e-8)))
             yield update
 
-    def broadcast(self, payloads: list[Payload]) -> Payload:
-        """The downlink for the round's decoded uplinks."""
-        examples = self.params.weighting == "examples"
-        if self.params.variant == "paper":
-            down = {
-                "seeds": torch.cat([pl["seed"] for pl in payloads]),
-                "block_starts": torch.stack([pl["block_starts"] for pl in payloads]),
-                "gammas": torch.stack([pl["gamma"] for pl in payloads]),
-            }
-            if examples:
-                down["num_examples"] = torch.cat([pl["num_examples"] for pl in payloads])
-            return down
-        agg = self.ctx.aggregator
-        if agg.name != "mean":  # coordinates of the shared pool seeds line up: combine them per coordinate
-            stacked = torch.stack([pl["coords"].double() for pl in payloads])
-            return {"coords": combine(agg.name, "scalar", stacked, trim=agg.trim).float()}
-        sizes = torch.cat([pl["num_examples"] for pl in payloads]) if examples else None
-        coords = payloads[0]["coords"]
-        total = torch.zeros(coords.shape, dtype=torch.float64, device=coords.device)
-        for pl, omega in zip(payloads, self.omegas(sizes, len(payloads)), strict=True):
-            total.add_(pl["coords"].double(), alpha=omega)
-        return {"coords": total.float()}
-
-    @torch.no_grad()
-    def apply_broadcast(self, down: Payload) -> None:
-        """What every party does with the downlink: w -= slr * the rebuilt update (server included, so its
-        model is exactly the one a client rebuilds)."""
-        updates = (
-            self.paper_updates(down)
-            if self.params.variant == "paper"
-            else self.official_updates(down["coords"])
-        )
-        slr = self.params.server_lr
-        for blk, update in zip(self.blocks, updates, strict=True):
-            offset = 0
-            for i in blk:
-                g = self.global_weights[i]
-                n = g.numel()
-                g.sub_(update[offset : offset + n].view_as(g).to(g.dtype), alpha=slr)
-                offset += n
-        self._load(self.global_weights)
-
-    @classmethod
-    def payload_kinds(cls, params: FerretParams) -> dict[str, str]:
-        kinds = {"seed": "seed", "block_starts": "structure", "gamma": "scalar"}
-        if params.variant == "official-code":
-            kinds = {"coords": "scalar"}
-        return {**kinds, "num_examples": "count"} if params.weighting == "examples" else kinds
-
-    @classmethod
-    def aggregators(cls, params: FerretParams) -> tuple[str, ...]:
-        # Per-coordinate rules only: Krum's distances between whole client updates would need every
-        # block rebuilt twice (a second pass of direction draws); not offered.
-        return ("mean", "median", "trimmed-mean")
-
-    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        p = self.params
-        if p.variant == "paper":
-            spec = {
-                "seed": ((1,), torch.uint32),
-                "block_starts": ((p.K,), torch.bool),
-                "gamma": ((p.K,), torch.float32),
-            }
-        else:
-            spec = {"coords": ((len(self.blocks), p.K), torch.float32)}
-        if p.weighting == "examples":
-            spec["num_examples"] = ((1,), torch.uint32)
-        return spec
-
-    def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
-        if self.params.variant != "paper":
-            return None
-        expected = self.client_seed(round_idx, client_id)
-        if int(payload["seed"].item()) != expected:
-            return f"seed {int(payload['seed'].item())}, expected {expected}"
-        try:
-            self.block_counts(payload["block_starts"])  # the rule every receiver decodes with
-        except ValueError as e:
-            return str(e)
-        return None
-
-    def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
-        down = self.broadcast(payloads)
-        self.apply_broadcast(down)
-        return down
+    def uplink_bits(self) -> int:
+        return 32 * self.params.K * len(self.blocks) + (32 if sends_examples(self.params) else 0)
 
     def formula_bits(self, d: int, n: int) -> tuple[int, int]:
-        return uplink_bits(self.params, len(self.blocks)), downlink_bits(self.params, len(self.blocks), n)
+        # the L x K fp32 coordinates (+ example count) up; their L x K weighted sum down.
+        return self.uplink_bits(), 32 * self.params.K * len(self.blocks)
 
-    def describe(self) -> dict:
-        p = self.params
+    def protocol(self) -> dict[str, Any]:
         return {
-            "variant": p.variant,
-            "slr": p.server_lr,
-            "blocks": p.block_kind,
-            "num_blocks": len(self.blocks),
-            "uplink_bits": uplink_bits(p, len(self.blocks)),
-            "downlink": "all n uplinks" if p.variant == "paper" else "summed L x K coordinates",
-            "gamma_scale": "1/(rho_l K_l)" if p.variant == "paper" else "d_l/K_l",
-            "allocation": "K_l ~ ||delta_l||/rho_l, >= 1, sum K"
-            if p.variant == "paper"
-            else "max(int(||delta_l||/max||delta|| K), 2) of a fixed pool",
-            "clip": p.clip if p.variant == "official-code" else None,
-            "sampler": SAMPLERS[self.generator],
+            "downlink": "summed L x K coordinates",
+            "gamma_scale": "d_l/K_l",
+            "allocation": "max(int(||delta_l||/max||delta|| K), 2) of a fixed pool",
+            "clip": self.params.clip,
         }

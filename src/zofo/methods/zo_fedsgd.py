@@ -15,8 +15,7 @@ from zofo.core.config import ZOConfig, positive
 from zofo.core.registry import METHODS
 from zofo.core.seeds import seed32
 from zofo.core.zo import SeededDirections, trainable_parameters
-from zofo.methods.base import ClientData, FederatedMethod, Payload
-from zofo.robust.setting import selection_weights
+from zofo.methods.base import ClientData, FederatedMethod, Field, Payload
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,11 @@ class ZOFedSGD(FederatedMethod):
     Params = ZOFedSGDParams
     family = "zo"
     reference = "ZO-FedSGD as FeedSign's baseline (arXiv 2501.17610)"
+    uplink = {
+        "seed": Field("seed", (1,), torch.uint32),  # s_k
+        "grad": Field("scalar", (1,), torch.float32),  # p_k, the projected gradient along z(s_k)
+    }
+    test_params = {"lr": 1e-3}
 
     def setup(self) -> None:
         self.ctx.model.eval()
@@ -60,10 +64,6 @@ class ZOFedSGD(FederatedMethod):
         return 64, 64 * n  # (uint32 seed, fp32 scalar) up; all n pairs down
 
     @classmethod
-    def payload_kinds(cls, params: ZOFedSGDParams) -> dict[str, str]:
-        return {"seed": "seed", "grad": "scalar"}
-
-    @classmethod
     def aggregators(cls, params: ZOFedSGDParams) -> tuple[str, ...]:
         # Each scalar lies on its own client's direction: rules that pick or drop clients by their
         # scalar apply (selection_weights); Krum's distances between updates would need the d-vectors.
@@ -72,9 +72,6 @@ class ZOFedSGD(FederatedMethod):
     def client_seed(self, round_idx: int, client_id: int) -> int:
         return seed32(self.ctx.seed, "zo-fedsgd", "round", round_idx, "client", client_id)
 
-    def payload_spec(self, round_idx: int, client_id: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {"seed": ((1,), torch.uint32), "grad": ((1,), torch.float32)}
-
     def check_payload(self, round_idx: int, client_id: int, payload: Payload) -> str | None:
         # Seeds derive from the run seed, the round and the client: the server knows which to expect.
         expected = self.client_seed(round_idx, client_id)
@@ -82,16 +79,24 @@ class ZOFedSGD(FederatedMethod):
         return None if got == expected else f"seed {got}, expected {expected}"
 
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
-        n = len(payloads)
-        if self.ctx.aggregator.name == "mean":
-            for pl in payloads:
-                self.dirs.update(int(pl["seed"].item()), self.params.lr * float(pl["grad"].item()) / n)
-        else:
-            grads = torch.cat([pl["grad"] for pl in payloads])
-            weights = selection_weights(self.ctx.aggregator.name, grads, self.ctx.aggregator.trim).tolist()
-            for pl, w in zip(payloads, weights, strict=True):
-                if w > 0.0:  # a client the rule dropped: its direction is not even regenerated
-                    self.dirs.update(int(pl["seed"].item()), self.params.lr * float(pl["grad"].item()) * w)
+        lr, n = self.params.lr, len(payloads)
+        grads = [float(pl["grad"].item()) for pl in payloads]
+
+        # Each scalar lies on its own client's direction, so a robust rule picks or drops clients by
+        # their scalar (selection weights) instead of combining coordinates; None: a dropped client,
+        # whose direction is not even regenerated.
+        def selected(weights: torch.Tensor) -> list[float | None]:
+            return [lr * g * w if w > 0.0 else None for g, w in zip(grads, weights.tolist(), strict=True)]
+
+        steps = self.combine_clients(
+            "scalar",
+            own=lambda: [lr * g / n for g in grads],
+            rows=lambda: torch.cat([pl["grad"] for pl in payloads]),
+            select=selected,
+        )
+        for pl, step in zip(payloads, steps, strict=True):
+            if step is not None:
+                self.dirs.update(int(pl["seed"].item()), step)
         return {
             "seeds": torch.cat([pl["seed"] for pl in payloads]),
             "grads": torch.cat([pl["grad"] for pl in payloads]),
