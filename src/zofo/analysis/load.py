@@ -41,14 +41,6 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     return meta, pd.DataFrame(lines)
 
 
-def read_meta(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's ``meta.json``, or None where it cannot be read (a foreign or moved folder)."""
-    try:
-        return json.loads((Path(run_dir) / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def grid_columns(axes: Iterable[str]) -> list[str]:
     """The columns ``grid_cell`` adds for a study's grid ``axes``: every axis that is not a row column,
     named by its dotted key, in name order, then ``parameters``."""
