@@ -31,17 +31,14 @@ def claim_tables(wildcards):
     return paths
 
 
-def tables_of(name):
-    """A study's tables folder: the main study's at the top, a named study's below it."""
-    return f"{RESULTS}/tables" if name == study.MAIN else f"{RESULTS}/tables/{name}"
-
-
-def study_tables(kind, *names):
-    """An input function: the named tables of the study in the wildcards, which must draw ``kind``."""
+def study_tables(kind, **tables):
+    """An input function: input name -> the table of that name (``.csv``) of the study in the wildcards,
+    which must be a study whose figure is ``kind``."""
 
     def inputs(wildcards):
-        if STUDIES[wildcards.study]["figure"] != kind:
-            raise WorkflowError(f"study {wildcards.study!r} draws {STUDIES[wildcards.study]['figure']!r}, not {kind!r}")
-        return {name: f"{tables_of(wildcards.study)}/{table}.csv" for name, table in names}
+        drawn = STUDIES[wildcards.study]["figure"]
+        if drawn != kind:
+            raise WorkflowError(f"study {wildcards.study!r} draws {drawn!r}, not {kind!r}")
+        return {name: f"{RESULTS}/tables/{wildcards.study}/{table}.csv" for name, table in tables.items()}
 
     return inputs

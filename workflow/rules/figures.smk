@@ -32,7 +32,7 @@ rule convergence:
 
 use rule convergence as study_convergence with:
     input:
-        unpack(study_tables("convergence", ("summary", "curve_summary"), ("curves", "curves"), ("runs", "runs"))),
+        unpack(study_tables("convergence", summary="curve_summary", curves="curves", runs="runs")),
     output:
         by_round=report(
             f"{FIGURES}/{{study}}/convergence_round.png",
@@ -89,7 +89,7 @@ rule robustness_figure:
     conda:
         ENV
     input:
-        unpack(study_tables("robustness", ("final", "final_metric"), ("pretrained", "pretrained"), ("runs", "runs"))),
+        unpack(study_tables("robustness", final="final_metric", pretrained="pretrained", runs="runs")),
     output:
         png=report(
             f"{FIGURES}/{{study}}/robustness.png",
@@ -108,9 +108,7 @@ rule heterogeneity_figure:
     conda:
         ENV
     input:
-        unpack(
-            study_tables("heterogeneity", ("final", "final_metric"), ("pretrained", "pretrained"), ("runs", "runs"))
-        ),
+        unpack(study_tables("heterogeneity", final="final_metric", pretrained="pretrained", runs="runs")),
     output:
         png=report(
             f"{FIGURES}/{{study}}/heterogeneity.png",
@@ -129,7 +127,7 @@ rule sweep_figure:
     conda:
         ENV
     input:
-        unpack(study_tables("sweep", ("final", "final_metric"), ("pretrained", "pretrained"), ("runs", "runs"))),
+        unpack(study_tables("sweep", final="final_metric", pretrained="pretrained", runs="runs")),
     output:
         png=report(
             f"{FIGURES}/{{study}}/sweep.png",
@@ -150,7 +148,7 @@ rule oneshot_gap_figure:
     conda:
         ENV
     input:
-        unpack(study_tables("oneshot", ("gap", "gap"), ("runs", "runs"))),
+        unpack(study_tables("oneshot", gap="gap", runs="runs")),
     output:
         png=report(
             f"{FIGURES}/{{study}}/oneshot_gap.png",
