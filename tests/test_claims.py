@@ -26,6 +26,8 @@ from zofo.analysis.claims import (
     Evidence,
     assess,
     claims_table,
+    largest_model,
+    read_evidence,
     write_claims,
 )
 
@@ -160,19 +162,39 @@ def byz_frame(feedsign_at_04: float = 0.69, n: int = N) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gap_row(
+    model: str, size: float, fedavg: float, oneshot: float, *, n: int = N, **keys: Any
+) -> dict[str, Any]:
+    """One gap_table row: FedAvg's and one-shot's groups (sd 0.01, n seeds) and their gap, whose se is
+    sqrt(2 * 0.01^2 / 2) = 0.01 with two seeds each, unknown with one."""
+    row: dict[str, Any] = {
+        "model": model,
+        "parameters": size,
+        "alpha": 0.5,
+        "byz_frac": 0.0,
+        "aggregator": "mean",
+        "fedavg_mean": fedavg,
+        "fedavg_sd": SD if n > 1 else math.nan,
+        "fedavg_n": n,
+        "oneshot_mean": oneshot,
+        "oneshot_sd": SD if n > 1 else math.nan,
+        "oneshot_n": n,
+        "gap": fedavg - oneshot,
+        "gap_se": 0.01 if n > 1 else math.nan,
+    }
+    row.update(keys)
+    return row
+
+
 def oneshot_frame(
     small: tuple[float, float] = (0.80, 0.70), large: tuple[float, float] = (0.88, 0.875), n: int = N
 ) -> pd.DataFrame:
-    """(FedAvg, one-shot) at a 1e7- and a D-parameter model, alpha 0.5; at iid the gap grows instead."""
-    rows = []
-    for (fa, os_), model, size in ((small, "tiny", 1e7), (large, "smollm2-135m", float(D))):
-        rows.append(grp("fedavg", fa, model=model, size=size, n=n))
-        rows.append(grp("oneshot", os_, model=model, size=size, n=n))
+    """The gap table: (FedAvg, one-shot) at a 1e7- and a D-parameter model, alpha 0.5; at iid the gap
+    grows instead."""
+    rows = [gap_row("tiny", 1e7, *small, n=n), gap_row("smollm2-135m", float(D), *large, n=n)]
     rows += [
-        grp("fedavg", 0.80, model="tiny", size=1e7, alpha=math.inf),
-        grp("oneshot", 0.80, model="tiny", size=1e7, alpha=math.inf),
-        grp("fedavg", 0.90, model="smollm2-135m", size=float(D), alpha=math.inf),
-        grp("oneshot", 0.70, model="smollm2-135m", size=float(D), alpha=math.inf),
+        gap_row("tiny", 1e7, 0.80, 0.80, alpha=math.inf),
+        gap_row("smollm2-135m", float(D), 0.90, 0.70, alpha=math.inf),
     ]
     return pd.DataFrame(rows)
 
@@ -531,10 +553,32 @@ def test_a_method_that_does_not_learn_proves_no_robustness(gain: float, expected
 
 
 def test_the_claims_read_the_largest_model_of_a_main_study_over_sizes() -> None:
-    from zofo.analysis.claims import largest_model
-
     main = pd.DataFrame({"model": ["m:1L", "m", "m:3L", "m"], "parameters": [13.8e6, 22.7e6, 17.4e6, 22.7e6]})
     assert largest_model(main) == "m"
     assert largest_model(pd.DataFrame({"model": ["only"]})) == "only"
     with pytest.raises(ValueError, match="parameters"):
         largest_model(pd.DataFrame({"model": ["a", "b"]}))
+
+
+def test_read_evidence_cuts_the_main_tables_to_the_largest_model(tmp_path: Path) -> None:
+    ref = reference()
+    paths = {}
+    for name in ("main", "comm", "cost", "to_target", "oneshot"):
+        frame = getattr(ref, name)
+        if name != "oneshot":  # a smaller model in every main table: the claims must not read it
+            frame = frame.assign(model="smollm2-135m", parameters=float(D))
+            frame = pd.concat([frame, frame.assign(model="tiny", parameters=1e7, final_mean=0.1)])
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    ev, model = read_evidence(paths)
+    assert model == "smollm2-135m"
+    assert set(ev.main["model"]) == set(ev.comm["model"]) == set(ev.cost["model"]) == {"smollm2-135m"}
+    assert ev.heterogeneity is None and ev.byzantine is None and ev.oneshot is not None
+    # The same verdicts as from the frames themselves, except where a study was left out.
+    got = claims_table(ev).set_index("claim")["verdict"]
+    want = claims_table(dataclasses.replace(ref, heterogeneity=None, byzantine=None)).set_index("claim")[
+        "verdict"
+    ]
+    pd.testing.assert_series_equal(got, want)
+    with pytest.raises(ValueError, match="no evidence is called"):
+        read_evidence({**paths, "typo": paths["main"]})

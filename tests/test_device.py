@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SMALL, devices, read_rows, tiny_run_config
+from fakes import make_run, run_tables
 
 from zofo.analysis.load import load_runs
-from zofo.analysis.tables import check_consistent
 from zofo.assets.models import load_model, parameter_count
 from zofo.assets.objectives import build_objective
 from zofo.core.config import ModelConfig, RunConfig, TaskConfig
@@ -338,37 +338,13 @@ def test_peak_device_memory_is_none_on_the_cpu() -> None:
 # ---- tables ----------------------------------------------------------------------------------------
 
 
-def _fake_run(folder: Path, config: dict, config_hash: str) -> dict:
-    folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps({"config": config, "config_hash": config_hash}))
-    return {
-        "method": "feedsign",
-        "family": "zo",
-        "model": "m",
-        "task": "t",
-        "partition": "iid",
-        "alpha": math.inf,
-        "byz_frac": 0.0,
-        "attack": "none",
-        "aggregator": "mean",
-        "label": "",
-        "seed": config["seed"],
-        "config_hash": config_hash,
-        "run_dir": str(folder),
-    }
-
-
 def test_tables_pool_seeds_run_on_other_devices_but_not_other_dtypes(tmp_path: Path) -> None:
-    import pandas as pd
-
-    old = {"seed": 0, "zo": {"eps": 1e-3}}  # a run written before the keys existed: cpu, float32
-    new = {"seed": 1, "zo": {"eps": 1e-3}, "device": "cuda:0", "dtype": "float32"}
-    runs = pd.DataFrame([_fake_run(tmp_path / "a", old, "h0"), _fake_run(tmp_path / "b", new, "h1")])
-    check_consistent(runs)
-    bf16 = {**new, "seed": 2, "dtype": "bfloat16"}
-    runs = pd.DataFrame([_fake_run(tmp_path / "c", old, "h0"), _fake_run(tmp_path / "d", bf16, "h2")])
+    old = make_run(tmp_path, "feedsign", 0, [0.5, 0.6])  # written before the keys existed: cpu, float32
+    new = make_run(tmp_path, "feedsign", 1, [0.5, 0.6], config={"device": "cuda:0", "dtype": "float32"})
+    assert len(run_tables([old, new])[0]) == 2
+    bf16 = make_run(tmp_path, "feedsign", 2, [0.5, 0.6], config={"device": "cuda:0", "dtype": "bfloat16"})
     with pytest.raises(ValueError, match="dtype"):
-        check_consistent(runs)
+        run_tables([old, bf16])
 
 
 def test_rows_written_before_devices_existed_read_as_cpu_float32() -> None:

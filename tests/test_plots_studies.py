@@ -1,4 +1,5 @@
-"""Study figures (heterogeneity, sweeps, one round vs many, cost, communication) on hand-built frames.
+"""Study figures (heterogeneity, sweeps, one round vs many, cost, communication) drawn from the tables of
+hand-written run folders.
 
 Each test checks the files, the refusals, and something drawn that a wrong implementation would get
 wrong: positions and heights read back from the Figure, compared with values worked out by hand.
@@ -7,13 +8,14 @@ wrong: positions and heights read back from the Figure, compared with values wor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import make_run, run_tables
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colors import same_color, to_rgb
@@ -22,55 +24,23 @@ from matplotlib.lines import Line2D
 
 from zofo.analysis import figures as plots
 from zofo.analysis import tables
+from zofo.analysis.figures.communication import NOT_REACHED_MARKER
+from zofo.analysis.figures.style import PRETRAINED_LABEL
+from zofo.analysis.load import grid_columns
 
-FAMILY = {"fedavg": "fo", "oneshot": "fo", "feedsign": "zo", "zo-fedsgd": "zo"}
 CLIENTS = 10
 INF = math.inf
 
 
-def run_rows(
-    method: str,
-    seed: int,
-    evals: Iterable[tuple[int, float]],
-    *,
-    model: str = "tiny",
-    alpha: float = 0.5,
-    status: str = "ok",
-    bits_per_round: int = 100,
-    **extra: Any,
-) -> list[dict[str, Any]]:
-    """The rows of one run as ``load_runs`` gives them: (round, metric) per evaluation."""
-    run_dir = f"/runs/{method}-{model}-a{alpha}-s{seed}-" + "-".join(f"{k}{v}" for k, v in extra.items())
-    return [
-        {
-            "method": method,
-            "family": FAMILY[method],
-            "model": model,
-            "task": "toy",
-            "partition": "iid" if math.isinf(alpha) else "dirichlet",
-            "alpha": alpha,
-            "num_clients": CLIENTS,
-            "byz_frac": 0.0,
-            "attack": "none",
-            "aggregator": "mean",
-            "seed": seed,
-            "round": rnd,
-            "metric_name": "accuracy",
-            "metric": metric,
-            "bits_up_cum": bits_per_round * CLIENTS * rnd,
-            "bits_down_cum": 2 * bits_per_round * CLIENTS * rnd,
-            "rejected_cum": 0,
-            "label": "",
-            "status": status,
-            "run_dir": run_dir,
-            **extra,
-        }
-        for rnd, metric in evals
-    ]
-
-
-def frame(*runs: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([row for run in runs for row in run])
+def study_tables(
+    root: Path, runs: Iterable[tuple[str, int, Sequence[float], dict[str, Any]]], axes: Sequence[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(final table, pretrained table, run table) of the runs (method, seed, metrics, make_run options),
+    as the workflow's table steps make them."""
+    dirs = [make_run(root, m, s, metrics, num_clients=CLIENTS, **kw) for m, s, metrics, kw in runs]
+    runs_table, _ = run_tables(dirs, axes)
+    final = tables.final_metric_table(runs_table, grid_columns(axes))
+    return final, tables.pretrained_table(runs_table), runs_table
 
 
 def assert_files(drawn: plots.Drawn) -> None:
@@ -125,21 +95,21 @@ HET_START = [0.20, 0.25, 0.30]
 
 
 @pytest.fixture
-def het_rows() -> pd.DataFrame:
+def het(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     runs = []
     for (method, alpha), finals in HET_FINAL.items():
         for seed, final in enumerate(finals):
-            # A misleading middle evaluation, and one run evaluated later than the others: the final
-            # metric is the last evaluated round of each run, not a fixed round.
-            last = 6 if (method, alpha, seed) == ("fedavg", 1.0, 2) else 4
-            runs.append(run_rows(method, seed, [(0, HET_START[seed]), (2, 0.99), (last, final)], alpha=alpha))
+            # A misleading middle evaluation, and one run evaluated once more than the others: the
+            # final metric is the last evaluated round of each run, not a fixed round.
+            middle = [0.99, 0.99] if (method, alpha, seed) == ("fedavg", 1.0, 2) else [0.99]
+            runs.append((method, seed, [HET_START[seed], *middle, final], {"alpha": alpha}))
     # Diverged at its last evaluation with a flattering metric: named in the caption, never averaged.
-    runs.append(run_rows("feedsign", 3, [(0, 0.2), (2, 0.95)], alpha=1.0, status="diverged"))
-    return frame(*runs)
+    runs.append(("feedsign", 3, [0.2, 0.95], {"alpha": 1.0, "status": "diverged"}))
+    return study_tables(tmp_path, runs)
 
 
-def test_heterogeneity_means_iid_position_and_pretrained_line(het_rows: pd.DataFrame, tmp_path: Path) -> None:
-    drawn = plots.heterogeneity(het_rows, tmp_path / "figs" / "het.png")
+def test_heterogeneity_means_iid_position_and_pretrained_line(het: Any, tmp_path: Path) -> None:
+    drawn = plots.heterogeneity(*het, tmp_path / "figs" / "het.png")
     assert_files(drawn)
     (ax,) = drawn.figure.axes
 
@@ -162,7 +132,7 @@ def test_heterogeneity_means_iid_position_and_pretrained_line(het_rows: pd.DataF
 
     # Grey dashed pretrained level at the mean round-0 metric of the ok runs.
     start = np.mean([HET_START[s] for finals in HET_FINAL.values() for s in range(len(finals))])
-    pre = line(ax, plots.PRETRAINED_LABEL)
+    pre = line(ax, PRETRAINED_LABEL)
     assert pre.get_ydata()[0] == pytest.approx(start) and pre.get_linestyle() == "--"
     assert drawn.data["pretrained"]["tiny"] == pytest.approx(start)
 
@@ -179,52 +149,65 @@ def test_heterogeneity_means_iid_position_and_pretrained_line(het_rows: pd.DataF
 
 def test_heterogeneity_one_panel_per_model(tmp_path: Path) -> None:
     runs = [
-        run_rows(m, s, [(0, start), (4, final)], model=model, alpha=a)
+        (m, s, [start, final], {"model": model, "alpha": a})
         for model, start in (("small", 0.1), ("large", 0.3))
         for m in ("fedavg", "feedsign")
         for a in (0.5, INF)
         for s, final in enumerate((0.6, 0.7))
     ]
-    drawn = plots.heterogeneity(frame(*runs), tmp_path / "het2.png")
+    drawn = plots.heterogeneity(*study_tables(tmp_path, runs), tmp_path / "het2.png")
     assert_files(drawn)
     axes = drawn.figure.axes
     assert [ax.get_title() for ax in axes] == ["large", "small"]
-    assert [line(ax, plots.PRETRAINED_LABEL).get_ydata()[0] for ax in axes] == pytest.approx([0.3, 0.1])
+    assert [line(ax, PRETRAINED_LABEL).get_ydata()[0] for ax in axes] == pytest.approx([0.3, 0.1])
 
 
-def test_heterogeneity_refuses_bad_input(het_rows: pd.DataFrame, tmp_path: Path) -> None:
+def test_heterogeneity_refuses_bad_input(het: Any, tmp_path: Path) -> None:
+    final, pretrained, runs = het
     out = tmp_path / "x.png"
     with pytest.raises(ValueError, match="empty"):
-        plots.heterogeneity(het_rows.iloc[:0], out)
-    with pytest.raises(ValueError, match="missing column.*run_dir"):
-        plots.heterogeneity(het_rows.drop(columns="run_dir"), out)
+        plots.heterogeneity(final.iloc[:0], pretrained, runs, out)
+    with pytest.raises(ValueError, match="missing column.*final_sd"):
+        plots.heterogeneity(final.drop(columns="final_sd"), pretrained, runs, out)
     with pytest.raises(ValueError, match="no run finished ok"):
-        plots.heterogeneity(het_rows.assign(status="failed"), out)
+        plots.heterogeneity(final, pretrained, runs.assign(status="failed"), out)
     with pytest.raises(ValueError, match="mix task"):
-        plots.heterogeneity(pd.concat([het_rows, het_rows.assign(task="other", run_dir="/elsewhere")]), out)
-    twice = het_rows[het_rows["run_dir"] == het_rows["run_dir"].iloc[0]].assign(run_dir="/copy")
-    with pytest.raises(ValueError, match="counted as seeds"):
-        plots.heterogeneity(pd.concat([het_rows, twice]), out)
+        plots.heterogeneity(final, pretrained, pd.concat([runs, runs.assign(task="other")]), out)
+    # Two groups at one point (they differ in a column the figure does not show): not one line.
+    with pytest.raises(ValueError, match="several groups at one point"):
+        plots.heterogeneity(pd.concat([final, final.iloc[:1].assign(byz_frac=0.2)]), pretrained, runs, out)
     assert not out.exists()
 
 
 # --------------------------------------------------------------------------------------------------
 # sweep
 
+K = "method.params.K"
 
-def sweep_rows(values: Iterable[float]) -> pd.DataFrame:
+
+def sweep_tables(root: Path, values: Iterable[float]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     runs = []
     for v in values:
         for seed in (0, 1):
             for method, base in (("fedavg", 0.6), ("feedsign", 0.4)):
                 # Final metric = base + 0.01 * value + 0.02 * seed: means are base + 0.01 v + 0.01.
                 final = base + 0.01 * v + 0.02 * seed
-                runs.append(run_rows(method, seed, [(0, 0.2 + 0.1 * seed), (4, final)], K=v))
-    return frame(*runs)
+                params = {"lr": 1e-3, "K": v}
+                runs.append(
+                    (
+                        method,
+                        seed,
+                        [0.2 + 0.1 * seed, final],
+                        {"params": params, "name": f"{method}{v}s{seed}"},
+                    )
+                )
+    return study_tables(root, runs, [K])
 
 
 def test_sweep_log_axis_means_and_pretrained(tmp_path: Path) -> None:
-    drawn = plots.sweep(sweep_rows([1, 4, 16]), "K", tmp_path / "sweep.png", axis_label="FedKSeed K")
+    final, pretrained, runs = sweep_tables(tmp_path, [1, 4, 16])
+    assert plots.swept_axis(final, grid_columns([K, "zo.eps"])) == K  # the axis whose value varies
+    drawn = plots.sweep(final, pretrained, runs, K, tmp_path / "sweep.png", axis_label="FedKSeed K")
     assert_files(drawn)
     (ax,) = drawn.figure.axes
     assert drawn.data["log_x"] and ax.get_xscale() == "log"  # 1..16 spans more than 10x
@@ -233,91 +216,106 @@ def test_sweep_log_axis_means_and_pretrained(tmp_path: Path) -> None:
         [0.4 + 0.01 * v + 0.01 for v in (1, 4, 16)]
     )
     assert list(line(ax, "fedavg").get_ydata()) == pytest.approx([0.6 + 0.01 * v + 0.01 for v in (1, 4, 16)])
-    assert line(ax, plots.PRETRAINED_LABEL).get_ydata()[0] == pytest.approx(0.25)  # (0.2 + 0.3) / 2
+    assert line(ax, PRETRAINED_LABEL).get_ydata()[0] == pytest.approx(0.25)  # (0.2 + 0.3) / 2
     assert errorbar_points(ax, plots.method_color("fedavg")) == 3
     assert ax.get_xlabel().startswith("FedKSeed K") and "FedKSeed K" in caption(drawn)
 
 
 def test_sweep_linear_axis_and_refusals(tmp_path: Path) -> None:
-    drawn = plots.sweep(sweep_rows([2, 4, 8]), "K", tmp_path / "sweep_lin.png")
+    drawn = plots.sweep(*sweep_tables(tmp_path / "a", [2, 4, 8]), K, tmp_path / "sweep_lin.png")
     assert not drawn.data["log_x"] and drawn.figure.axes[0].get_xscale() == "linear"  # only 4x
     assert_files(drawn)
-    rows = sweep_rows([1, 100])
+    final, pretrained, runs = sweep_tables(tmp_path / "b", [1, 100])
     out = tmp_path / "x.png"
     with pytest.raises(ValueError, match="missing column.*'eps'"):
-        plots.sweep(rows, "eps", out)
-    with pytest.raises(ValueError, match="finite number in 'K'"):
-        plots.sweep(rows.assign(K="large"), "K", out)
+        plots.sweep(final, pretrained, runs, "eps", out)
+    not_a_number = final.assign(**{K: final[K].astype(object)})
+    not_a_number.loc[0, K] = "large"
+    with pytest.raises(ValueError, match=f"finite number in '{K}'"):
+        plots.sweep(not_a_number, pretrained, runs, K, out)
     with pytest.raises(ValueError, match="empty"):
-        plots.sweep(rows.iloc[:0], "K", out)
+        plots.sweep(final.iloc[:0], pretrained, runs, K, out)
     with pytest.raises(ValueError, match="settings"):
-        plots.sweep(pd.concat([rows, rows.assign(model="other", run_dir=rows["run_dir"] + "o")]), "K", out)
+        plots.sweep(final, pretrained, pd.concat([runs, runs.assign(model="other")]), K, out)
+    with pytest.raises(ValueError, match="one swept value"):
+        plots.swept_axis(final.assign(eps=final[K] / 2), [K, "eps"])
 
 
 # --------------------------------------------------------------------------------------------------
 # one round vs many
 
-# (model, alpha) -> fedavg finals of seeds 0, 1, 2 and oneshot finals of seeds 1, 2, 3.
+# (model, alpha) -> fedavg finals of seeds 0, 1, 2 and oneshot finals of seeds 0, 1 (its seed 2 diverged).
 GAP_FED = {("s", 0.5): [0.70, 0.72, 0.74], ("s", INF): [0.80, 0.81, 0.82], ("l", 0.5): [0.9, 0.9, 0.9]}
-GAP_ONE = {("s", 0.5): [0.60, 0.70, 0.00], ("s", INF): [0.78, 0.80, 0.00], ("l", 0.5): [0.85, 0.89, 0.00]}
-SIZES = {"s": 1e6, "l": 1e8}
+GAP_ONE = {("s", 0.5): [0.60, 0.64], ("s", INF): [0.78, 0.80], ("l", 0.5): [0.85, 0.89]}
+SIZES = {"s": 10**6, "l": 10**8}
 
 
-def gap_rows(alphas: Iterable[float] = (0.5, INF)) -> pd.DataFrame:
+def gap_tables(root: Path, alphas: Iterable[float] = (0.5, INF)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(gap table, run table) of the study above."""
     runs = []
     for (model, alpha), finals in GAP_FED.items():
         if alpha not in alphas:
             continue
-        for seed, final in zip((0, 1, 2), finals, strict=True):
-            runs.append(
-                run_rows("fedavg", seed, [(0, 0.2), (4, final)], model=model, alpha=alpha, size=SIZES[model])
-            )
-        for seed, final in zip((1, 2, 3), GAP_ONE[(model, alpha)], strict=True):
-            runs.append(
-                run_rows("oneshot", seed, [(0, 0.2), (1, final)], model=model, alpha=alpha, size=SIZES[model])
-            )
-    runs.append(run_rows("feedsign", 1, [(0, 0.2), (4, 0.1)], model="s", size=SIZES["s"]))  # not in the gap
-    return frame(*runs)
+        cell = {"model": model, "alpha": alpha, "parameters": SIZES[model]}
+        runs += [("fedavg", s, [0.2, f], cell) for s, f in enumerate(finals)]
+        runs += [("oneshot", s, [0.2, f], cell) for s, f in enumerate(GAP_ONE[(model, alpha)])]
+        runs.append(("oneshot", 2, [0.2, 0.99], {**cell, "status": "diverged"}))
+    runs.append(("feedsign", 1, [0.2, 0.1], {"model": "s", "parameters": SIZES["s"]}))  # not in the gap
+    final, _, run_table = study_tables(root, runs)
+    return tables.gap_table(final, grid_columns([])), run_table
 
 
-def test_oneshot_gap_pairs_by_seed(tmp_path: Path) -> None:
-    drawn = plots.oneshot_gap(gap_rows(), "size", tmp_path / "gap.png")
+def test_gap_table_is_the_difference_of_group_means_with_its_standard_error(tmp_path: Path) -> None:
+    gaps = gap_tables(tmp_path)[0].set_index(["model", "alpha"])
+    assert sorted(gaps.index) == sorted(GAP_FED)  # feedsign has no partner: no cell of its own
+    s = gaps.loc[("s", 0.5)]
+    # fedavg: mean 0.72, sd 0.02 over 3 seeds; oneshot: mean 0.62, sd sqrt(0.0008) over 2 (seed 2 diverged).
+    assert (s["fedavg_n"], s["oneshot_n"]) == (3, 2)
+    assert s["gap"] == pytest.approx(0.10)
+    # se^2 = 0.02^2 / 3 + 0.0008 / 2 = 0.0004 * 4 / 3
+    assert s["gap_se"] == pytest.approx(math.sqrt(0.0004 * 4 / 3))
+    assert gaps.loc[("l", 0.5), "gap"] == pytest.approx(0.03)
+    assert gaps.loc[("l", 0.5), "parameters"] == 10**8
+
+
+def test_oneshot_gap_draws_the_gap_table(tmp_path: Path) -> None:
+    gaps, runs = gap_tables(tmp_path)
+    drawn = plots.oneshot_gap(gaps, runs, tmp_path / "gap.png")
     assert_files(drawn)
-    pairs = drawn.data["pairs"].set_index(["model", "alpha", "seed"])["gap"]
-    # Seeds 1 and 2 only: fedavg seed 0 and oneshot seed 3 have no partner.
-    assert sorted(pairs.index) == sorted((m, a, s) for (m, a) in GAP_FED for s in (1, 2))
-    assert pairs[("s", 0.5, 1)] == pytest.approx(0.72 - 0.60)
-    assert pairs[("s", 0.5, 2)] == pytest.approx(0.74 - 0.70)
-    unpaired = drawn.data["unpaired"]
-    assert (
-        sorted(zip(unpaired["method"], unpaired["seed"], strict=True))
-        == [("fedavg", 0)] * 3 + [("oneshot", 3)] * 3
-    )
-
     left, right = drawn.figure.axes
-    # Left: gap vs size; the alpha-0.5 line holds both models, means of the paired gaps.
+    # Left: gap vs size; the alpha-0.5 line holds both models.
     a05 = line(left, "α=0.5")
     assert [near(x, size) for x, size in zip(a05.get_xdata(), (1e6, 1e8), strict=True)] == [True, True]
     assert left.get_xscale() == "log"
-    assert list(a05.get_ydata()) == pytest.approx([(0.12 + 0.04) / 2, (0.05 + 0.01) / 2])
+    assert list(a05.get_ydata()) == pytest.approx([0.10, 0.03])
     assert {t.get_text() for t in left.texts} == {"s", "l"}
+    # Error bars of two standard errors: s at alpha 0.5 spans 0.10 ± 2 x sqrt(0.0004 x 4 / 3).
+    bars = [
+        seg
+        for c in left.containers
+        if isinstance(c, ErrorbarContainer)
+        for coll in c.lines[2]
+        for seg in coll.get_segments()
+    ]
+    half = 2 * math.sqrt(0.0004 * 4 / 3)
+    assert any(np.allclose(seg[:, 1], [0.10 - half, 0.10 + half]) for seg in bars)
     # Right: gap vs alpha per model; iid right of 0.5, line at 0 on both panels.
     positions = ticks(right)
     assert positions["iid"] > positions["0.5"]
-    # Models are dodged a few per cent sideways; the iid mark of "s" is the one near the iid tick.
     iid_s = [
         ln
         for ln in right.get_lines()
         if len(ln.get_xdata()) == 1 and near(ln.get_xdata()[0], positions["iid"])
     ]
-    assert [float(ln.get_ydata()[0]) for ln in iid_s] == pytest.approx([(0.81 - 0.78 + 0.82 - 0.80) / 2])
+    assert [float(ln.get_ydata()[0]) for ln in iid_s] == pytest.approx([0.81 - 0.79])
     for ax in (left, right):
         assert line(ax, plots.GAP_ZERO_LABEL).get_ydata()[0] == 0.0
-    assert "oneshot s iid seed 3" in caption(drawn)
+    assert "oneshot s iid seed 2 (diverged)" in caption(drawn) and "±2 standard errors" in caption(drawn)
 
 
 def test_oneshot_gap_single_alpha_and_refusals(tmp_path: Path) -> None:
-    drawn = plots.oneshot_gap(gap_rows(alphas=(0.5,)), "size", tmp_path / "gap1.png")
+    gaps, runs = gap_tables(tmp_path, alphas=(0.5,))
+    drawn = plots.oneshot_gap(gaps, runs, tmp_path / "gap1.png")
     assert_files(drawn)
     right = drawn.figure.axes[1]
     # One alpha: each model is a single point on the right panel.
@@ -326,20 +324,15 @@ def test_oneshot_gap_single_alpha_and_refusals(tmp_path: Path) -> None:
     assert xs[0][0] != xs[1][0]  # dodged apart, not on top of each other
     assert ticks(right) == {"0.5": 0.5}
 
-    rows, out = gap_rows(), tmp_path / "x.png"
-    with pytest.raises(ValueError, match="no oneshot runs"):
-        plots.oneshot_gap(rows[rows["method"] != "oneshot"], "size", out)
-    with pytest.raises(ValueError, match="missing column.*'params'"):
-        plots.oneshot_gap(rows, "params", out)
+    out = tmp_path / "x.png"
+    with pytest.raises(ValueError, match="missing column.*'gap_se'"):
+        plots.oneshot_gap(gaps.drop(columns="gap_se"), runs, out)
     with pytest.raises(ValueError, match="one positive number per model"):
-        plots.oneshot_gap(
-            rows.assign(size=np.where(rows["method"] == "oneshot", 5.0, rows["size"])), "size", out
-        )
+        plots.oneshot_gap(gaps.assign(parameters=-1.0), runs, out)
     with pytest.raises(ValueError, match="empty"):
-        plots.oneshot_gap(rows.iloc[:0], "size", out)
-    disjoint = rows[~((rows["method"] == "oneshot") & rows["seed"].isin([1, 2]))]
+        plots.oneshot_gap(gaps.iloc[:0], runs, out)
     with pytest.raises(ValueError, match="both fedavg and oneshot"):
-        plots.oneshot_gap(disjoint, "size", out)
+        plots.oneshot_gap(gaps.assign(gap=math.nan), runs, out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -404,26 +397,19 @@ def test_cost_bars_scales_and_caption(tmp_path: Path) -> None:
 # communication
 
 
-def comm_frame() -> pd.DataFrame:
-    """communication_table's own output, with the formulas set as the engine's meta.json would give them."""
-    bits = {"fedavg": 1000, "feedsign": 1, "zo-fedsgd": 128}
-    runs = [
-        run_rows(m, s, [(0, 0.2), (2, 0.5), (4, 0.6)], bits_per_round=b)
-        for m, b in bits.items()
+def comm_frame(root: Path) -> pd.DataFrame:
+    """communication_table of runs whose formulas the engine would have recorded; zo-fedsgd sends twice
+    its formula's uplink."""
+    per_client = {"fedavg": (1000, 2000), "feedsign": (1, 2), "zo-fedsgd": (128, 256)}
+    formula = {"fedavg": (1000, 2000), "feedsign": (1, 2), "zo-fedsgd": (64, 256)}
+    dirs = [
+        make_run(
+            root, m, s, [0.2, 0.5, 0.6], num_clients=CLIENTS, up_bits=up, down_bits=down, formula=formula[m]
+        )
+        for m, (up, down) in per_client.items()
         for s in (0, 1)
     ]
-    rows = frame(*runs)
-    comm = tables.communication_table(rows, cohort_sizes=dict.fromkeys(rows["run_dir"], CLIENTS))
-    formula = {"fedavg": (1000, 2000), "feedsign": (1, 2), "zo-fedsgd": (64, 256)}  # zo-fedsgd sends 2x
-    comm["formula_up"] = [formula[m][0] for m in comm["method"]]
-    comm["formula_down"] = [formula[m][1] for m in comm["method"]]
-    comm["matches_formula"] = [
-        up == formula[m][0] and down == formula[m][1]
-        for m, up, down in zip(
-            comm["method"], comm["bits_up_per_client_round"], comm["bits_down_per_client_round"], strict=True
-        )
-    ]
-    return comm
+    return tables.communication_table(run_tables(dirs)[0])
 
 
 def to_target_frame() -> pd.DataFrame:
@@ -441,7 +427,7 @@ def to_target_frame() -> pd.DataFrame:
 
 
 def test_communication_marks_formulas_and_mismatch(tmp_path: Path) -> None:
-    comm = comm_frame()
+    comm = comm_frame(tmp_path)
     assert list(comm["method"]) == ["fedavg", "feedsign", "zo-fedsgd"]
     drawn = plots.communication(comm, tmp_path / "comm.png")
     assert_files(drawn)
@@ -464,7 +450,7 @@ def test_communication_marks_formulas_and_mismatch(tmp_path: Path) -> None:
 
 
 def test_communication_to_target_panel(tmp_path: Path) -> None:
-    comm = comm_frame()
+    comm = comm_frame(tmp_path)
     comm["matches_formula"] = True
     drawn = plots.communication(comm, tmp_path / "comm_target.png", to_target=to_target_frame())
     assert_files(drawn)
@@ -472,7 +458,7 @@ def test_communication_to_target_panel(tmp_path: Path) -> None:
     assert not any(t.get_text() == "≠ formula" for t in left.texts)
     assert right.get_yscale() == "log"
     assert sorted(p.get_height() for p in right.patches) == pytest.approx([30.0, 4e4])
-    marks = [ln for ln in right.lines if ln.get_marker() == plots.NOT_REACHED_MARKER["marker"]]
+    marks = [ln for ln in right.lines if ln.get_marker() == NOT_REACHED_MARKER["marker"]]
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [2]  # zo-fedsgd, the third: never reached
     (label,) = [t for t in right.texts if t.get_position()[0] == 2]
     assert label.get_text() == "0/2"

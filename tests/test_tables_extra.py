@@ -1,196 +1,114 @@
-"""Sweep keys, cost, bits-to-target, LaTeX and the papers' numbers, on hand-written run folders whose
+"""Grid cells, cost, bits-to-target, LaTeX and the papers' numbers, on hand-written run folders whose
 expected values are worked out by hand (binary fractions where a comparison sits exactly on a target)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
+from fakes import make_run, run_tables
 
 from zofo.analysis import tables
-from zofo.analysis.load import load_runs
-from zofo.engine.record import RunWriter
+from zofo.analysis.load import PARAMETERS, grid_cell, grid_columns, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILY = {"fedavg": "fo", "fedkseed": "zo", "feedsign": "zo", "zo-fedsgd": "zo", "my_method": "zo"}
 
 
-def make_run(
-    root: Path,
-    name: str,
-    method: str,
-    seed: int,
-    metrics: Sequence[float],
-    *,
-    status: str = "ok",
-    params: Mapping[str, Any] | None = None,
-    threads: int = 1,
-    label: str = "",
-    eval_every: int = 2,
-    bits_up_cum: Sequence[int] | None = None,
-    client: Sequence[float] | None = None,
-    server: Sequence[float] | None = None,
-    evals: Sequence[float] | None = None,
-    rss: Sequence[float] | None = None,
-    trainable: int | None = 1000,
-) -> Path:
-    """A run folder as the engine writes it: ``metrics[i]`` at round ``i * eval_every`` (rows only).
-
-    Per-row lists (bits, seconds, rss) default to zeros; ``trainable=None`` leaves
-    ``model.trainable_parameters`` out of meta.json (a run written by another program).
-    """
-    config = {
-        "model": {"name": "tiny"},
-        "task": {"name": "toy"},
-        "partition": {"name": "dirichlet", "num_clients": 4, "alpha": 0.5},
-        # Fixed, like the existing helper's: a diverged run writes fewer rows than it asks for.
-        "federation": {"rounds": 4, "eval_every": 2},
-        "method": {"name": method, "params": dict(params or {"lr": 1e-3})},
-        "seed": seed,
-        "threads": threads,
-        "label": label,
-    }
-    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    meta: dict[str, Any] = {
-        "config": config,
-        "config_hash": config_hash,
-        "method": {"name": method, "family": FAMILY[method]},
-    }
-    if trainable is not None:
-        meta["model"] = {"name": "tiny", "trainable_parameters": trainable}
-    writer = RunWriter(root / name, meta)
-    zeros = [0.0] * len(metrics)
-    for i, m in enumerate(metrics):
-        writer.add_row(
-            {
-                "method": method,
-                "family": FAMILY[method],
-                "model": "tiny",
-                "task": "toy",
-                "partition": "dirichlet",
-                "alpha": 0.5,
-                "num_clients": 4,
-                "seed": seed,
-                "round": i * eval_every,
-                "metric_name": "accuracy",
-                "metric": m,
-                "bits_up": 0,
-                "bits_down": 0,
-                "bits_up_cum": int((bits_up_cum or [0] * len(metrics))[i]),
-                "bits_down_cum": 0,
-                "client_seconds": (client or zeros)[i],
-                "server_seconds": (server or zeros)[i],
-                "eval_seconds": (evals or zeros)[i],
-                "peak_rss_mb": (rss or zeros)[i],
-                "label": label,
-                "config_hash": config_hash,
-            }
-        )
-    writer.finish(status)
-    return root / name
+# ---- the grid cell of every row -------------------------------------------------------------------
 
 
-# ---- attach_meta_columns ----------------------------------------------------------------------------
+def test_grid_columns_skip_what_rows_carry_and_always_add_the_model_size() -> None:
+    axes = ["partition.alpha", "zo.eps", "method.params.K", "model.name", "aggregator.name"]
+    assert grid_columns(axes) == ["method.params.K", "zo.eps", PARAMETERS]
+    assert grid_columns([]) == [PARAMETERS]
 
 
-def test_attach_meta_columns_reads_paths_and_gives_nan_where_missing(tmp_path: Path) -> None:
+def test_load_runs_attaches_the_grid_cell_to_rows_and_runs(tmp_path: Path) -> None:
     runs = [
-        make_run(tmp_path, "a", "fedkseed", 0, [0.25, 0.5], params={"lr": 1e-3, "K": 4, "mods": ["q", "v"]}),
-        make_run(tmp_path, "b", "fedavg", 0, [0.25, 0.5, 0.75], params={"lr": 1e-3}, trainable=None),
+        make_run(tmp_path, "fedkseed", 0, [0.25, 0.5], params={"lr": 1e-3, "K": 4, "mods": ["q", "v"]}),
+        make_run(tmp_path, "fedavg", 0, [0.25, 0.5, 0.75], parameters=None),
+        make_run(tmp_path, "fedkseed", 1, [], params={"lr": 1e-3, "K": 8}, status="failed"),
     ]
-    rows, status = load_runs(runs)
-    out = tables.attach_meta_columns(
-        rows,
-        {
-            "K": "config.method.params.K",
-            "d": "model.trainable_parameters",
-            "mods": "config.method.params.mods",
-            "nowhere": "config.no.such.path",
-        },
-    )
-    by_run = out.groupby("run_dir")
+    axes = ["method.params.K", "method.params.mods", "no.such.key", "partition.alpha"]
+    rows, status = load_runs(runs, axes)
+    assert [c for c in rows.columns if c in grid_columns(axes)] == grid_columns(axes)
+    by_run = rows.groupby("run_dir")
     a, b = by_run.get_group(str(runs[0])), by_run.get_group(str(runs[1]))
-    assert len(out) == 5 and list(a["K"]) == [4, 4] and list(a["d"]) == [1000, 1000]
-    assert list(a["mods"]) == ['["q", "v"]', '["q", "v"]']  # JSON text: usable as a group key
-    assert b["K"].isna().all() and b["d"].isna().all() and b["mods"].isna().all()
-    assert out["nowhere"].isna().all()
-    assert "K" not in rows.columns  # a copy: the caller's frame is left alone
-    # The status frame has run_dir too, so failed-in-setup runs can get the same columns.
-    assert list(tables.attach_meta_columns(status, {"K": "config.method.params.K"})["K"].fillna(-1)) == [
-        4,
-        -1,
-    ]
-    with pytest.raises(ValueError, match="already exist"):
-        tables.attach_meta_columns(rows, {"method": "config.method.name"})
+    assert len(rows) == 5 and list(a["method.params.K"]) == [4, 4] and list(a[PARAMETERS]) == [1000, 1000]
+    assert list(a["method.params.mods"]) == ['["q", "v"]', '["q", "v"]']  # JSON text: usable as a group key
+    # A method without the swept key, a run that records no model size, a key no run has: NaN.
+    assert (
+        b["method.params.K"].isna().all() and b[PARAMETERS].isna().all() and rows["no.such.key"].isna().all()
+    )
+    assert "partition.alpha" not in rows.columns  # the row's alpha is the cell's
+    # The run that failed before its first row still has its cell.
+    assert list(status["method.params.K"].fillna(-1)) == [4, -1, 8]
+    # No readable meta.json: every column is there, and NaN.
+    cell = grid_cell(None, ["method.params.K"])
+    assert list(cell) == ["method.params.K", PARAMETERS] and all(math.isnan(v) for v in cell.values())
 
 
-# ---- extra group keys -----------------------------------------------------------------------------------
+# ---- grid columns as group keys -----------------------------------------------------------------
 
 
 def _k_sweep(tmp_path: Path) -> list[Path]:
     # K = 4: finals 0.5 and 0.75 (mean 0.625); K = 16: finals 0.75 and 1.0 (mean 0.875); plus a K = 16
     # seed that failed during setup (no rows at all).
     return [
-        make_run(tmp_path, "k16-s0", "fedkseed", 0, [0.25, 0.75], params={"lr": 1e-3, "K": 16}),
-        make_run(tmp_path, "k4-s0", "fedkseed", 0, [0.25, 0.5], params={"lr": 1e-3, "K": 4}),
-        make_run(tmp_path, "k4-s1", "fedkseed", 1, [0.25, 0.75], params={"lr": 1e-3, "K": 4}),
-        make_run(tmp_path, "k16-s1", "fedkseed", 1, [0.25, 1.0], params={"lr": 1e-3, "K": 16}),
-        make_run(tmp_path, "k16-s2", "fedkseed", 2, [], params={"lr": 1e-3, "K": 16}, status="failed"),
+        make_run(tmp_path, "fedkseed", 0, [0.25, 0.75], params={"lr": 1e-3, "K": 16}, name="k16-s0"),
+        make_run(tmp_path, "fedkseed", 0, [0.25, 0.5], params={"lr": 1e-3, "K": 4}, name="k4-s0"),
+        make_run(tmp_path, "fedkseed", 1, [0.25, 0.75], params={"lr": 1e-3, "K": 4}, name="k4-s1"),
+        make_run(tmp_path, "fedkseed", 1, [0.25, 1.0], params={"lr": 1e-3, "K": 16}, name="k16-s1"),
+        make_run(tmp_path, "fedkseed", 2, [], params={"lr": 1e-3, "K": 16}, status="failed", name="k16-s2"),
     ]
 
 
-def test_extra_keys_split_groups_without_tripping_the_consistency_check(tmp_path: Path) -> None:
-    rows, status = load_runs(_k_sweep(tmp_path))
-    # Without the sweep key, K = 4 and K = 16 of one seed look like one run twice: refused.
+def test_grid_columns_split_groups_without_tripping_the_consistency_check(tmp_path: Path) -> None:
+    dirs = _k_sweep(tmp_path)
+    # Without the sweep axis, K = 4 and K = 16 of one seed look like one run twice: refused.
     with pytest.raises(ValueError, match="different config_hash"):
-        tables.final_metric_table(rows, status)
+        run_tables(dirs)
 
-    col = {"K": "config.method.params.K"}
-    t = tables.final_metric_table(
-        tables.attach_meta_columns(rows, col), tables.attach_meta_columns(status, col), extra_keys=["K"]
-    )
-    assert list(t.columns[: len(tables.GROUP_KEYS) + 1]) == [*tables.GROUP_KEYS, "K"]
-    assert list(t["K"]) == [4, 16]  # sorted by the sweep value
+    runs, _ = run_tables(dirs, ["method.params.K"])
+    grid = grid_columns(["method.params.K"])
+    t = tables.final_metric_table(runs, grid)
+    assert list(t.columns[: len(tables.GROUP_KEYS) + 2]) == [*tables.GROUP_KEYS, *grid]
+    assert list(t["method.params.K"]) == [4, 16]  # sorted by the sweep value
     assert list(t["final_mean"]) == [0.625, 0.875]
     assert list(t["seeds"]) == ["0,1", "0,1"]
-    assert list(t["n_failed"]) == [0, 1]  # the rowless run found its K through the status frame
-    formatted = tables.format_final_table(t, extra_keys=["K"])
-    assert list(formatted["K"]) == ["4", "16"]
+    assert list(t["n_failed"]) == [0, 1]  # the rowless run found its K in its config
+    formatted = tables.format_final_table(t, grid=grid)
+    assert list(formatted["method.params.K"]) == ["4", "16"]
+    assert list(formatted[PARAMETERS]) == ["0.0M", "0.0M"]  # 1000 weights, in millions
 
 
-def test_extra_keys_still_refuse_a_second_difference(tmp_path: Path) -> None:
-    runs = _k_sweep(tmp_path)[:3] + [
-        make_run(tmp_path, "k4-s2-lr", "fedkseed", 2, [0.25, 0.5], params={"lr": 1e-2, "K": 4})
+def test_grid_columns_still_refuse_a_second_difference(tmp_path: Path) -> None:
+    dirs = _k_sweep(tmp_path)[:3] + [
+        make_run(tmp_path, "fedkseed", 2, [0.25, 0.5], params={"lr": 1e-2, "K": 4}, name="k4-s2-lr")
     ]
-    rows, status = load_runs(runs)
-    rows = tables.attach_meta_columns(rows, {"K": "config.method.params.K"})
     with pytest.raises(ValueError, match="method.params.lr"):
-        tables.final_metric_table(rows, status, extra_keys=["K"])
+        run_tables(dirs, ["method.params.K"])
 
 
-def test_extra_keys_must_be_columns(tmp_path: Path) -> None:
-    rows, status = load_runs(_k_sweep(tmp_path)[:2])
+def test_grid_columns_must_be_columns(tmp_path: Path) -> None:
+    runs, _ = run_tables(_k_sweep(tmp_path)[:2], ["method.params.K"])
     with pytest.raises(ValueError, match="not columns"):
-        tables.final_metric_table(rows, status, extra_keys=["K"])
+        tables.final_metric_table(runs, ["K"])
 
 
 # ---- cost_table ---------------------------------------------------------------------------------------
 
 
 def test_cost_table_means_and_sds(tmp_path: Path) -> None:
-    runs = [
+    dirs = [
         # client 0 + 4 + 6 = 10 s over 4 rounds = 2.5; server 2 / 4 = 0.5; peak 150. Eval time is big
         # on purpose: it must not enter.
         make_run(
             tmp_path,
-            "fa0",
             "fedavg",
             0,
             [0.2, 0.3, 0.4],
@@ -199,23 +117,23 @@ def test_cost_table_means_and_sds(tmp_path: Path) -> None:
             evals=[50, 50, 50],
             rss=[100, 150, 120],
         ),
-        # 14 / 4 = 3.5; 3 / 4 = 0.75; peak 250 (rounds 0 and 4 only)
+        # 14 / 4 = 3.5; 3 / 4 = 0.75; peak 250. Rows at rounds 0 and 4 only, its config as the other
+        # seed's: the two are seeds of one group.
         make_run(
             tmp_path,
-            "fa1",
             "fedavg",
             1,
             [0.2, 0.4],
             eval_every=4,
+            config={"federation": {"eval_every": 2}},
             client=[0, 14],
             server=[0, 3],
             rss=[90, 250],
         ),
-        make_run(tmp_path, "fs0", "feedsign", 0, [0.2, 0.3], client=[0, 1], server=[0, 0.5], rss=[10, 20]),
+        make_run(tmp_path, "feedsign", 0, [0.2, 0.3], client=[0, 1], server=[0, 0.5], rss=[10, 20]),
         # diverged: its costs are not averaged
         make_run(
             tmp_path,
-            "fs1",
             "feedsign",
             1,
             [0.2, 0.3],
@@ -225,7 +143,7 @@ def test_cost_table_means_and_sds(tmp_path: Path) -> None:
             rss=[9999, 9999],
         ),
     ]
-    c = tables.cost_table(*load_runs(runs))
+    c = tables.cost_table(run_tables(dirs)[0])
     assert list(c.columns) == [
         *tables.GROUP_KEYS,
         "n_seeds",
@@ -253,37 +171,41 @@ def test_cost_table_means_and_sds(tmp_path: Path) -> None:
 
 
 def test_cost_table_refuses_to_average_different_thread_counts(tmp_path: Path) -> None:
-    runs = [
-        make_run(tmp_path, "t1", "fedavg", 0, [0.2, 0.3], threads=1),
-        make_run(tmp_path, "t4", "fedavg", 1, [0.2, 0.3], threads=4),
-    ]
-    # final_metric_table accepts them (threads change no number) ...
-    assert len(tables.final_metric_table(*load_runs(runs))) == 1
+    runs, _ = run_tables(
+        [
+            make_run(tmp_path, "fedavg", 0, [0.2, 0.3], threads=1),
+            make_run(tmp_path, "fedavg", 1, [0.2, 0.3], threads=4),
+        ]
+    )
+    # The final table accepts them (threads change no number) ...
+    assert len(tables.final_metric_table(runs)) == 1
     # ... but not their timings.
     with pytest.raises(ValueError, match="thread counts"):
-        tables.cost_table(*load_runs(runs))
+        tables.cost_table(runs)
 
 
 # ---- bits_to_target -----------------------------------------------------------------------------------
 
 
-def _race(tmp_path: Path) -> list[Path]:
+def _race(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     # Rounds 0, 2, 4. ok runs start at 0.25; fedavg's final mean (0.75) is the best, so the default
     # target is 0.25 + 0.5 x (0.75 - 0.25) = 0.5.
-    return [
-        # reaches 0.5 exactly at round 2 (>=) and again at 4: the first row counts, 2000 bits
-        make_run(tmp_path, "fa0", "fedavg", 0, [0.25, 0.5, 0.75], bits_up_cum=[0, 2000, 4000]),
-        # reaches it at round 4 only: 4000 bits
-        make_run(tmp_path, "fa1", "fedavg", 1, [0.25, 0.375, 0.75], bits_up_cum=[0, 2000, 4000]),
-        # diverged: would reach at round 2 and, if averaged, move both start and best (target 0.5 -> 0.5417)
-        make_run(tmp_path, "fa2", "fedavg", 2, [0.0, 1.0], status="diverged", bits_up_cum=[0, 1]),
-        make_run(tmp_path, "fs0", "feedsign", 0, [0.25, 0.375, 0.5], bits_up_cum=[0, 4, 8]),
-        make_run(tmp_path, "zo0", "zo-fedsgd", 0, [0.25, 0.25, 0.375], bits_up_cum=[0, 256, 512]),
-    ]
+    return run_tables(
+        [
+            # reaches 0.5 exactly at round 2 (>=) and again at 4: the first row counts, 2000 bits
+            make_run(tmp_path, "fedavg", 0, [0.25, 0.5, 0.75], bits_up_cum=[0, 2000, 4000]),
+            # reaches it at round 4 only: 4000 bits
+            make_run(tmp_path, "fedavg", 1, [0.25, 0.375, 0.75], bits_up_cum=[0, 2000, 4000]),
+            # diverged: would reach at round 2 and, if averaged, move both start and best
+            make_run(tmp_path, "fedavg", 2, [0.0, 1.0], status="diverged", bits_up_cum=[0, 1]),
+            make_run(tmp_path, "feedsign", 0, [0.25, 0.375, 0.5], bits_up_cum=[0, 4, 8]),
+            make_run(tmp_path, "zo-fedsgd", 0, [0.25, 0.25, 0.375], bits_up_cum=[0, 256, 512]),
+        ]
+    )
 
 
 def test_bits_to_target_default_target_and_first_reaching_row(tmp_path: Path) -> None:
-    t, target = tables.bits_to_target(*load_runs(_race(tmp_path)))
+    t, target = tables.bits_to_target(*_race(tmp_path))
     assert target == 0.5
     assert list(t["method"]) == ["fedavg", "feedsign", "zo-fedsgd"]
     t = t.set_index("method")
@@ -301,7 +223,7 @@ def test_bits_to_target_default_target_and_first_reaching_row(tmp_path: Path) ->
 
 
 def test_bits_to_target_explicit_target(tmp_path: Path) -> None:
-    t, target = tables.bits_to_target(*load_runs(_race(tmp_path)), target=0.375)
+    t, target = tables.bits_to_target(*_race(tmp_path), target=0.375)
     t = t.set_index("method")
     assert target == 0.375
     assert t.loc["fedavg", "bits_up_to_target_mean"] == 2000.0  # both seeds at round 2
@@ -311,11 +233,14 @@ def test_bits_to_target_explicit_target(tmp_path: Path) -> None:
 
 
 def test_bits_to_target_refuses_several_settings_and_lower_is_better(tmp_path: Path) -> None:
-    rows, status = load_runs(_race(tmp_path))
+    runs, curves = _race(tmp_path)
     with pytest.raises(ValueError, match="settings.*'other'"):
-        tables.bits_to_target(pd.concat([rows, rows.assign(model="other")]), status)
+        tables.bits_to_target(pd.concat([runs, runs.assign(model="other")]), curves)
     with pytest.raises(ValueError, match="perplexity"):
-        tables.bits_to_target(rows.assign(metric_name="perplexity"), status)
+        tables.bits_to_target(runs.assign(metric_name="perplexity"), curves)
+    # By setting: each model its own target (the "other" copy has the same numbers, so the same one).
+    both = tables.bits_to_target_by_setting(pd.concat([runs, runs.assign(model="other")]), curves)
+    assert sorted(set(both["model"])) == ["other", "tiny"] and set(both["target"]) == {0.5}
 
 
 # ---- LaTeX ---------------------------------------------------------------------------------------------
@@ -323,12 +248,11 @@ def test_bits_to_target_refuses_several_settings_and_lower_is_better(tmp_path: P
 
 def test_write_latex_escapes_and_formats_mean_sd(tmp_path: Path) -> None:
     label = "lr_1e-3 & 50%"
-    runs = [  # finals 0.875, 0.88, 0.885: mean 0.880, sd sqrt((0.005^2 + 0 + 0.005^2) / 2) = 0.005
-        make_run(tmp_path, f"m{s}", "my_method", s, [0.5, f], label=label)
-        for s, f in enumerate([0.875, 0.88, 0.885])
+    dirs = [  # finals 0.875, 0.88, 0.885: mean 0.880, sd sqrt((0.005^2 + 0 + 0.005^2) / 2) = 0.005
+        make_run(tmp_path, "my_method", s, [0.5, f], label=label) for s, f in enumerate([0.875, 0.88, 0.885])
     ]
     out = tmp_path / "tex" / "final.tex"
-    tables.write_latex(tables.final_metric_table(*load_runs(runs)), out)
+    tables.write_latex(tables.final_metric_table(run_tables(dirs)[0]), out)
     tex = out.read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"my\_method" in tex and "my_method" not in tex
@@ -355,6 +279,7 @@ def test_load_reported_concatenates_every_paper(tmp_path: Path) -> None:
     r = tables.load_reported(tmp_path)
     assert list(r.columns) == list(tables.REPORTED_COLUMNS)
     assert list(r["paper"]) == ["a", "a", "b"] and list(r["value"]) == [2.0, 3.0, 1.5]
+    assert list(tables.read_reported([tmp_path / "b" / "reported.csv"])["paper"]) == ["b"]
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "reported.csv").write_text("paper,value\nc,1\n")
     with pytest.raises(ValueError, match="c/reported.csv"):

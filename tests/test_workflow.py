@@ -62,7 +62,7 @@ def test_smoke_workflow_produces_tables_and_figures(tmp_path: Path) -> None:
     het = pd.read_csv(results / "tables" / "heterogeneity" / "final_metric.csv")
     assert sorted(het["alpha"].astype(float)) == [0.5, 0.5, float("inf"), float("inf")]
     sizes = pd.read_csv(results / "tables" / "oneshot" / "final_metric.csv")
-    assert set(sizes["model"]) == {"tiny-llama:1L", "tiny-llama"} and sizes["size"].nunique() == 2
+    assert set(sizes["model"]) == {"tiny-llama:1L", "tiny-llama"} and sizes["parameters"].nunique() == 2
     # The main table in LaTeX, the cost table, and the claims table: every claim with a verdict.
     assert "\\toprule" in (results / "tables" / "final_metric.tex").read_text()
     assert set(pd.read_csv(results / "tables" / "cost.csv")["method"]) == set(methods)

@@ -31,7 +31,6 @@ EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 from zofo.core.config import RunConfig  # noqa: E402
 from zofo.core.errors import ZofoError  # noqa: E402
 from zofo.grid.gpu_slots import gpus_for_device  # noqa: E402
-from zofo.analysis.tables import PARAMETERS_META  # noqa: E402
 
 # What `device: auto` runs are scheduled as: the workflow cannot see where a job will land.
 AUTO_DEVICE = config.get("auto_device", "cpu")
@@ -62,29 +61,6 @@ STUDY_FIGURES = {
     "sweep": ["sweep"],
     "oneshot": ["oneshot_gap"],
 }
-# Row columns every run already has: a grid axis among these needs nothing attached.
-ROW_AXES = {
-    "model.name": "model",
-    "partition.alpha": "alpha",
-    "partition.name": "partition",
-    "byzantine.fraction": "byz_frac",
-    "byzantine.attack": "attack",
-    "aggregator.name": "aggregator",
-}
-
-
-def extra_axes(name):
-    """Columns to attach to a study's rows from each run's meta.json: every grid axis that is not a
-    row column (named by its dotted key, read from the run's config), and for a one-shot study the
-    model size (trainable parameters)."""
-    spec = STUDIES[name]
-    axes = set(spec["grid"]) | {a for o in spec["grid_overrides"].values() for a in o}
-    extra = {axis: f"config.{axis}" for axis in sorted(axes) if axis not in ROW_AXES}
-    if spec["figure"] == "oneshot":
-        extra["size"] = PARAMETERS_META  # the pretrained model's weights
-    return extra
-
-
 def claim_studies():
     """The study of each kind the claims table reads (the first declared), by evidence name."""
     wanted = {"heterogeneity": "heterogeneity", "byzantine": "robustness", "oneshot": "oneshot"}

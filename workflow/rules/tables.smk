@@ -1,11 +1,50 @@
-# Tables read run folders (never logs); figures read tables and run rows.
+# Tables. A study's run folders become its run table (one row per run) and its curve table (one row
+# per run and evaluated round), both carrying each run's grid cell; every other table, every figure
+# and the claims read those tables, never the run folders. The main study's tables are in
+# RESULTS/tables, a named study's in RESULTS/tables/<study>. Each rule has one script, and every
+# script reads exactly the rule's inputs.
+
+
+include: "analysis.smk"
+
+
+wildcard_constraints:
+    study=r"[^/]+",
+
+
+rule run_tables:
+    conda:
+        ENV
+    input:
+        unpack(lambda wc: run_files(study.MAIN)),
+    output:
+        runs=f"{RESULTS}/tables/runs.csv",
+        curves=f"{RESULTS}/tables/curves.csv",
+    params:
+        axes=lambda wc: grid_axes(study.MAIN),
+    log:
+        f"{RESULTS}/logs/tables-runs.log",
+    script:
+        "../scripts/tables/runs.py"
+
+
+use rule run_tables as study_run_tables with:
+    input:
+        unpack(lambda wc: run_files(wc.study)),
+    output:
+        runs=f"{RESULTS}/tables/{{study}}/runs.csv",
+        curves=f"{RESULTS}/tables/{{study}}/curves.csv",
+    params:
+        axes=lambda wc: grid_axes(wc.study),
+    log:
+        f"{RESULTS}/logs/tables-{{study}}-runs.log",
 
 
 rule final_table:
     conda:
         ENV
     input:
-        runs=all_run_meta(),
+        runs=f"{RESULTS}/tables/runs.csv",
         reported=REPORTED,
     output:
         csv=report(
@@ -15,25 +54,20 @@ rule final_table:
         ),
         md=f"{RESULTS}/tables/final_metric.md",
         tex=f"{RESULTS}/tables/final_metric.tex",
-        comm=report(
-            f"{RESULTS}/tables/communication.csv",
-            caption="../report/communication_table.rst",
-            category="3. Communication",
-        ),
-        cost=report(f"{RESULTS}/tables/cost.csv", caption="../report/cost_table.rst", category="7. Cost"),
-        cost_md=f"{RESULTS}/tables/cost.md",
-        to_target=f"{RESULTS}/tables/bits_to_target.csv",
+        pretrained=f"{RESULTS}/tables/pretrained.csv",
+    params:
+        axes=lambda wc: grid_axes(study.MAIN),
     log:
         f"{RESULTS}/logs/tables.log",
     script:
-        "../scripts/tables.py"
+        "../scripts/tables/final_main.py"
 
 
-rule study_table:
+rule study_final_table:
     conda:
         ENV
     input:
-        runs=lambda wc: study_meta(wc.study),
+        runs=f"{RESULTS}/tables/{{study}}/runs.csv",
     output:
         csv=report(
             f"{RESULTS}/tables/{{study}}/final_metric.csv",
@@ -42,33 +76,126 @@ rule study_table:
             subcategory="{study}",
         ),
         md=f"{RESULTS}/tables/{{study}}/final_metric.md",
-        comm=f"{RESULTS}/tables/{{study}}/communication.csv",
+        pretrained=f"{RESULTS}/tables/{{study}}/pretrained.csv",
     params:
-        # Grid axes that are not already row columns (a swept K or eps, model.layers): attached to the
-        # rows from each run's config so that the table keeps one row per value.
-        extra=lambda wc: extra_axes(wc.study),
+        axes=lambda wc: grid_axes(wc.study),
     log:
         f"{RESULTS}/logs/tables-{{study}}.log",
-    wildcard_constraints:
-        study="|".join(EXTRA_STUDIES) or "^$",
     script:
-        "../scripts/tables.py"
+        "../scripts/tables/final_study.py"
+
+
+rule communication_table:
+    conda:
+        ENV
+    input:
+        runs=f"{RESULTS}/tables/runs.csv",
+    output:
+        csv=report(
+            f"{RESULTS}/tables/communication.csv",
+            caption="../report/communication_table.rst",
+            category="3. Communication",
+        ),
+    params:
+        axes=lambda wc: grid_axes(study.MAIN),
+    log:
+        f"{RESULTS}/logs/tables-communication.log",
+    script:
+        "../scripts/tables/communication.py"
+
+
+use rule communication_table as study_communication_table with:
+    input:
+        runs=f"{RESULTS}/tables/{{study}}/runs.csv",
+    output:
+        csv=f"{RESULTS}/tables/{{study}}/communication.csv",
+    params:
+        axes=lambda wc: grid_axes(wc.study),
+    log:
+        f"{RESULTS}/logs/tables-{{study}}-communication.log",
+
+
+rule cost_table:
+    conda:
+        ENV
+    input:
+        runs=f"{RESULTS}/tables/runs.csv",
+    output:
+        csv=report(f"{RESULTS}/tables/cost.csv", caption="../report/cost_table.rst", category="7. Cost"),
+        md=f"{RESULTS}/tables/cost.md",
+    params:
+        axes=lambda wc: grid_axes(study.MAIN),
+    log:
+        f"{RESULTS}/logs/tables-cost.log",
+    script:
+        "../scripts/tables/cost.py"
+
+
+rule target_table:
+    conda:
+        ENV
+    input:
+        runs=f"{RESULTS}/tables/runs.csv",
+        curves=f"{RESULTS}/tables/curves.csv",
+    output:
+        csv=f"{RESULTS}/tables/bits_to_target.csv",
+    params:
+        axes=lambda wc: grid_axes(study.MAIN),
+    log:
+        f"{RESULTS}/logs/tables-target.log",
+    script:
+        "../scripts/tables/target.py"
+
+
+rule curve_summary:
+    conda:
+        ENV
+    input:
+        curves=f"{RESULTS}/tables/curves.csv",
+    output:
+        csv=f"{RESULTS}/tables/curve_summary.csv",
+    params:
+        axes=lambda wc: grid_axes(study.MAIN),
+    log:
+        f"{RESULTS}/logs/tables-curve-summary.log",
+    script:
+        "../scripts/tables/curve_summary.py"
+
+
+use rule curve_summary as study_curve_summary with:
+    input:
+        curves=f"{RESULTS}/tables/{{study}}/curves.csv",
+    output:
+        csv=f"{RESULTS}/tables/{{study}}/curve_summary.csv",
+    params:
+        axes=lambda wc: grid_axes(wc.study),
+    log:
+        f"{RESULTS}/logs/tables-{{study}}-curve-summary.log",
+
+
+rule gap_table:
+    conda:
+        ENV
+    input:
+        final=f"{RESULTS}/tables/{{study}}/final_metric.csv",
+    output:
+        csv=f"{RESULTS}/tables/{{study}}/gap.csv",
+    params:
+        axes=lambda wc: grid_axes(wc.study),
+    log:
+        f"{RESULTS}/logs/tables-{{study}}-gap.log",
+    script:
+        "../scripts/tables/gap.py"
 
 
 rule claims:
     conda:
         ENV
     input:
-        main=f"{RESULTS}/tables/final_metric.csv",
-        comm=f"{RESULTS}/tables/communication.csv",
-        cost=f"{RESULTS}/tables/cost.csv",
-        to_target=f"{RESULTS}/tables/bits_to_target.csv",
-        studies=[f"{RESULTS}/tables/{s}/final_metric.csv" for s in claim_studies().values()],
+        unpack(claim_tables),
     output:
         csv=report(f"{RESULTS}/tables/claims.csv", caption="../report/claims.rst", category="9. Claims"),
         md=f"{RESULTS}/tables/claims.md",
-    params:
-        studies=claim_studies(),
     log:
         f"{RESULTS}/logs/claims.log",
     script:
