@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from zofo.core.errors import ConfigError, ZofoError
 
 
 def _set(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` override (value parsed as YAML) to a nested mapping."""
+    from zofo.core.config import parse_yaml
+
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError("--set", assignment, "key.path=value, e.g. federation.rounds=20")
@@ -23,31 +25,85 @@ def _set(data: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError("--set", assignment, f"a path through mappings; '{p}' is not one")
+    node[parts[-1]] = parse_yaml(raw, f"--set {assignment}", prefix=key)
+
+
+# What a run folder holds (zofo.engine.record, zofo.engine.checkpoints, the workflow's config.yaml),
+# and the ".<name>.*" temporary files an atomic write leaves when it is killed.
+RUN_FILES = ("meta.json", "rounds.jsonl", "config.yaml", "checkpoint.pt")
+
+
+def _is_run_file(name: str) -> bool:
+    return name in RUN_FILES or any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+def check_out_dir(out: str) -> Path:
+    """The run folder ``--out`` names, refused before anything is read or written when it is empty, the
+    current folder (or one above it), an existing file, a folder holding files other than a run's,
+    or a place this user cannot write."""
+    if not out.strip():
+        raise ConfigError("--out", out, "a folder path (an empty one would write into the current folder)")
+    path = Path(out).expanduser()
+    here = Path.cwd().resolve()
+    resolved = path.resolve()
+    if resolved == here or resolved in here.parents:
+        raise ConfigError("--out", out, "a folder for this run alone, not the current folder or one above it")
+    if path.exists() and not path.is_dir():
+        raise ConfigError("--out", out, "a folder; this path is an existing file")
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if not _is_run_file(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ConfigError(
+                "--out",
+                out,
+                f"a new or empty folder, or a run folder to resume; this folder holds other files ({shown})",
+            )
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError("--out", out, f"a path through folders; {existing} is a file")
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise ConfigError("--set", assignment, f"a value in YAML syntax ({e.problem})") from None
+        # An unnamed temporary file where the platform allows it: the probe leaves nothing behind.
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise ConfigError(
+            "--out", out, f"a folder this user can write; writing in {existing} failed ({e.strerror})"
+        ) from None
+    return path
+
+
+def check_out_run(path: Path, out: str, config_hash: str) -> None:
+    """Refuse a run folder that holds another configuration's run: writing there would replace it."""
+    meta = path / "meta.json"
+    if not meta.exists():
+        return
+    try:
+        recorded = json.loads(meta.read_text(encoding="utf-8")).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded != config_hash:
+        raise ConfigError(
+            "--out",
+            out,
+            f"a new folder, or this run's own folder (config hash {config_hash}) to resume or repeat it; "
+            f"this folder holds the run of config hash {recorded}, which it would replace",
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from zofo.core.config import RunConfig
+    from zofo.core.config import RunConfig, read_config_file
 
-    path = Path(args.config)
-    if not path.is_file():
-        raise ConfigError("config", str(path), "an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError("config", str(path), f"a valid YAML file ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", str(path), "a YAML mapping at the top level")
+    out = check_out_dir(args.out)
+    data = read_config_file(args.config)
     for s in args.set or []:
         _set(data, s)
     cfg = RunConfig.from_dict(data)
+    check_out_run(out, args.out, cfg.hash())
     from zofo.engine.loop import run
 
-    out = run(cfg, args.out, progress=not args.quiet)
-    print(out)
+    print(run(cfg, out, progress=not args.quiet))
     return 0
 
 
