@@ -348,14 +348,16 @@ class RunConfig:
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     # The one seed every random draw of the run derives from (zofo.core.seeds).
     seed: int = 0
-    # Torch threads for this run; the workflow sets it to the job's cores.
+    # Torch threads for this run; the workflow sets it to the job's cores. Part of the run's identity (its
+    # hash): the thread count changes the float rounding of the CPU kernels.
     threads: int = 1
-    # Where prepared assets (converted model weights) are cached.
+    # Where prepared assets (converted model weights) are cached. Not part of the run's identity.
     assets_dir: str = "resources"
     # Free-form label stored with the results (e.g. the study the run belongs to).
     label: str = ""
     # Save a checkpoint at every evaluation row and resume from it when the run folder has one
     # (a killed run continues where it was and ends with the same results as an uninterrupted one).
+    # Not part of the run's identity: with or without checkpoints, a run computes the same numbers.
     checkpoint: bool = True
     # Where the run computes: auto (cuda if available, else mps, else cpu) | cpu | cuda | cuda:N | mps.
     # Not part of the run's identity (its hash): the same experiment on another device is the same run.
@@ -474,9 +476,9 @@ _HASH_WHEN_SET = {
 #   one (tests/test_resume.py), and a run without checkpoints computes the same rounds.
 # `threads` stays in, by measurement: torch's CPU kernels divide matrix products and reductions by the
 # thread count, which changes float rounding, and runs at 1 and 2 threads differ in the last bits of
-# eval_loss and train_loss (tiny-llama with FeedSign and with FedAvg, MiniLM-L6 cut to one block with
-# FedAvg). The thread count is part of what a run computes, and a run resumed at another count would
-# not end where the uninterrupted one does.
+# eval_loss and train_loss (tiny-llama with FeedSign and with FedAvg, tiny-bert and MiniLM-L6 cut to
+# one block with FedAvg). The thread count is part of what a run computes, and a run resumed at
+# another count would not end where the uninterrupted one does.
 _NOT_IDENTITY = ("device", "assets_dir", "checkpoint")
 # The seeds every consumer of the run seed accepts: torch.manual_seed takes [-2**63, 2**64), numpy's
 # SeedSequence and philox keys (zofo.core.philox.key_of) take no negative seed, and the tables read the
