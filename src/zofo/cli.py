@@ -4,17 +4,19 @@ exits with 2; ``zofo check`` exits with 1 when a run folder fails a check."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from zofo.core.errors import ConfigError, ZofoError
 
 
 def _set(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``a.b.c=value`` override (value parsed as YAML) to a nested mapping."""
+    from zofo.core.config import parse_yaml
+
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError("--set", assignment, "key.path=value, e.g. federation.rounds=20")
@@ -24,36 +26,72 @@ def _set(data: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError("--set", assignment, f"a path through mappings; '{p}' is not one")
+    node[parts[-1]] = parse_yaml(raw, f"--set {assignment}", prefix=key)
+
+
+# What a run folder holds (zofo.engine.record, zofo.engine.checkpoints, the workflow's config.yaml),
+# and the ".<name>.*" temporary files an atomic write leaves when it is killed.
+RUN_FILES = ("meta.json", "rounds.jsonl", "config.yaml", "checkpoint.pt")
+
+
+def _is_run_file(name: str) -> bool:
+    return name in RUN_FILES or any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+def check_out_dir(out: str) -> Path:
+    """The run folder ``--out`` names, refused before anything is read or written when it is empty, the
+    current folder (or one above it), an existing file, a folder holding files other than a run's,
+    or a place this user cannot write."""
+    if not out.strip():
+        raise ConfigError("--out", out, "a folder path (an empty one would write into the current folder)")
+    path = Path(out).expanduser()
+    here = Path.cwd().resolve()
+    resolved = path.resolve()
+    if resolved == here or resolved in here.parents:
+        raise ConfigError("--out", out, "a folder for this run alone, not the current folder or one above it")
+    if path.exists() and not path.is_dir():
+        raise ConfigError("--out", out, "a folder; this path is an existing file")
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if not _is_run_file(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ConfigError(
+                "--out",
+                out,
+                f"a new or empty folder, or a run folder to resume; this folder holds other files ({shown})",
+            )
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError("--out", out, f"a path through folders; {existing} is a file")
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise ConfigError("--set", assignment, f"a value in YAML syntax ({e.problem})") from None
+        # An unnamed temporary file where the platform allows it: the probe leaves nothing behind.
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise ConfigError(
+            "--out", out, f"a folder this user can write; writing in {existing} failed ({e.strerror})"
+        ) from None
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from zofo.core.config import RunConfig
+    from zofo.core.config import RunConfig, read_config_file
 
-    path = Path(args.config)
-    if not path.is_file():
-        raise ConfigError("config", str(path), "an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError("config", str(path), f"a valid YAML file ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", str(path), "a YAML mapping at the top level")
+    out = check_out_dir(args.out)
+    data = read_config_file(args.config)
     for s in args.set or []:
         _set(data, s)
     cfg = RunConfig.from_dict(data)
     from zofo.engine.loop import run
 
-    out = run(cfg, args.out, progress=not args.quiet, restart=args.restart)
-    print(out)
+    # The engine guards the folder itself (a finished run, or another config's, is refused unless
+    # --restart asks to start over): the same rule for the command line and for the Python API.
+    print(run(cfg, out, progress=not args.quiet, restart=args.restart))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import json
 
     from zofo.analysis.verify import declared_runs, find_runs, verify_runs
 
@@ -65,11 +103,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     runs = find_runs(base)
     declared = None
     if args.config:
+        from zofo.core.config import read_config_file
+
         path = Path(args.config)
-        try:
-            config = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError("--config", str(path), f"a readable workflow config in YAML ({e})") from None
+        # The same reader as a run's config: duplicate keys and empty files are refused here too.
+        config = read_config_file(path)
         try:
             declared = declared_runs(config, base)
         except (KeyError, TypeError, ValueError) as e:

@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from zofo.assets.catalog import PACKAGED, check_model_name
-from zofo.core.config import ModelConfig
+from zofo.core.config import ModelConfig, check_model_folder
 from zofo.core.device import forked_rng
 from zofo.core.errors import ConfigError
 
@@ -88,6 +88,10 @@ def _tiny(kind: str, seed: int, device: torch.device, dtype: torch.dtype) -> Loa
     for p in model.parameters():
         if p.dtype != dtype:
             p.data = p.data.to(dtype)
+    # Evaluation mode, as from_pretrained returns a model: from_config leaves dropout on, and whatever
+    # runs before a method sets the mode (tiny-bert's label-name head is built from the encoder's
+    # output) would draw dropout masks from the process's unseeded global generator.
+    model.eval()
     return LoadedModel(
         model.to(device), tok, kind, f"config-built random init (seed {seed})", pretrained=False
     )
@@ -108,7 +112,7 @@ def _hub_kwargs(revision: str | None, local_only: bool) -> dict[str, Any]:
     return kwargs
 
 
-def _loading_failed(path: str, e: OSError) -> ConfigError:
+def _loading_failed(path: str, e: Exception) -> ConfigError:
     offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
     first_line = str(e).splitlines()[0]
     return ConfigError(
@@ -140,7 +144,7 @@ def _from_pretrained(
         if whole and device.type != "cpu":
             kwargs["device_map"] = device
         model = loader.from_pretrained(path, dtype=dtype, **kwargs)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a config.json transformers cannot read
         raise _loading_failed(path, e) from None
     return LoadedModel(model, tok, kind, path, pretrained=True)
 
@@ -204,8 +208,9 @@ def _source(cfg: ModelConfig, assets_dir: str | Path) -> tuple[str, str, str | N
         from zofo.assets.packaged import prepared_model_dir
 
         return str(prepared_model_dir(name, assets_dir)), PACKAGED[name].kind, None, True
-    if Path(name).is_dir():
-        return name, cfg.kind, cfg.revision, True
+    check_model_folder(name)
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()), cfg.kind, cfg.revision, True
     check_model_name(name)
     return name, cfg.kind, cfg.revision, False
 
@@ -233,7 +238,7 @@ def parameter_count(cfg: ModelConfig, assets_dir: str | Path = "resources") -> i
         path, kind, revision, local_only = _source(cfg, assets_dir)
         try:
             config = AutoConfig.from_pretrained(path, **_hub_kwargs(revision, local_only))
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise _loading_failed(path, e) from None
         kind = _kind_of(config) if kind == "auto" else kind
     loader = AutoModelForCausalLM if kind == "causal-lm" else AutoModel

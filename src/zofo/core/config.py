@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import decimal
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -87,24 +89,65 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, "true or false")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _integer(value)
+        if number is None:
             raise ConfigError(key, value, "an integer")
-        return value
+        return number
     if tp is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-3" (no dot) as a string; accept any numeric spelling.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = _number(value)
+        if number is None:
             raise ConfigError(key, value, "a number")
-        return float(value)
+        if not math.isfinite(number):
+            raise ConfigError(key, value, FINITE)
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(key, value, "a string")
         return value
     raise TypeError(f"config type {tp} of {key} is not supported")
+
+
+FINITE = "a finite number (NaN and infinity mean no setting)"
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float, or None where it is no number. A string is parsed as one: YAML 1.1 reads
+    ``1e-3`` (no dot) as a string while ``1.0e-3`` is a float, and a key typed as a number must get the
+    same value however the number is spelled."""
+    if isinstance(value, bool):  # an int subclass, but true/false is no number
+        return None
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)
+    except OverflowError:  # an integer beyond the float range: a number, and not a finite one
+        return math.inf
+    except ValueError:
+        return None
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as an int where it is an integer however spelled (``8``, ``8.0``, ``"1e3"``), else None.
+    Strings are read exactly (decimal, not binary floating point), so a large integer written with an
+    exponent is never rounded to a neighbour."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            exact = decimal.Decimal(value.strip().replace("_", ""))
+        except decimal.InvalidOperation:
+            return None
+        # Bounded: int() of "1e999999999" would build a billion digits; no key wants such a number.
+        if not exact.is_finite() or exact.adjusted() > 1000 or exact != exact.to_integral_value():
+            return None
+        return int(exact)
+    return None
 
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -119,6 +162,9 @@ def check_device_name(name: object, key: str = "device") -> None:
 
 
 def positive(key: str, value: float | int, *, allow_zero: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a finite number > 0 (>= 0 with ``allow_zero``)."""
+    if isinstance(value, float) and not math.isfinite(value):  # an int is always finite
+        raise ConfigError(key, value, FINITE)
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(key, value, ">= 0" if allow_zero else "> 0")
 
@@ -303,14 +349,16 @@ class RunConfig:
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     # The one seed every random draw of the run derives from (zofo.core.seeds).
     seed: int = 0
-    # Torch threads for this run; the workflow sets it to the job's cores.
+    # Torch threads for this run; the workflow sets it to the job's cores. Part of the run's identity (its
+    # hash): the thread count changes the float rounding of the CPU kernels.
     threads: int = 1
-    # Where prepared assets (converted model weights) are cached.
+    # Where prepared assets (converted model weights) are cached. Not part of the run's identity.
     assets_dir: str = "resources"
     # Free-form label stored with the results (e.g. the study the run belongs to).
     label: str = ""
     # Save a checkpoint at every evaluation row and resume from it when the run folder has one
     # (a killed run continues where it was and ends with the same results as an uninterrupted one).
+    # Not part of the run's identity: with or without checkpoints, a run computes the same numbers.
     checkpoint: bool = True
     # Where the run computes: auto (cuda if available, else mps, else cpu) | cpu | cuda | cuda:N | mps.
     # Not part of the run's identity (its hash): the same experiment on another device is the same run.
@@ -327,12 +375,36 @@ class RunConfig:
             raise ConfigError(
                 "dtype", self.dtype, f"one of {list(dtypes)}" + did_you_mean(self.dtype, dtypes)
             )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError("seed", self.seed, SEED_ALLOWED)
+        # Checked here, not when the model and data are loaded: both follow from the config alone.
+        n = self.partition.num_clients
+        if self.federation.clients_per_round is not None and self.federation.clients_per_round > n:
+            raise ConfigError(
+                "federation.clients_per_round",
+                self.federation.clients_per_round,
+                f"at most partition.num_clients = {n}, or null for every client",
+            )
+        if self.byzantine.fraction > 0:
+            from zofo.robust.attacks import byzantine_clients  # the engine's own count rule
+
+            byzantine_clients(n, self.byzantine.fraction, self.seed)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         cfg = build(cls, data, "")
+        cfg = cfg.with_resolved_params()
         cfg.check_names()
         return cfg
+
+    def with_resolved_params(self) -> RunConfig:
+        """This config with every given ``method.params`` value as the method's Params reads it: a number
+        is stored as the number it means however it was spelled (``1e-3``, ``1.0e-3``, ``0.001``), so
+        spellings of one value give one config and one hash. Keys left out stay out (the hash of a run
+        that relies on a default does not change when it is written out)."""
+        params = self.method_params()
+        resolved = {k: _plain(getattr(params, k)) for k in self.method.params}
+        return dataclasses.replace(self, method=MethodConfig(self.method.name, resolved))
 
     def check_names(self) -> None:
         """Resolve every registered name now, so a typo fails before any weights or data load."""
@@ -349,6 +421,7 @@ class RunConfig:
             )
         TASKS.get(self.task.name, "task.name")
         PARTITIONERS.get(self.partition.name, "partition.name")
+        check_model_folder(self.model.name)
         check_model_name(self.model.name)
         from zofo.robust.setting import check_robust_setting
 
@@ -356,14 +429,7 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError("config file", str(path), "an existing YAML file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError("config file", str(path), f"valid YAML ({e})") from None
-        return cls.from_dict(data or {})
+        return cls.from_dict(read_config_file(path))
 
     def method_params(self) -> Any:
         from zofo.core.registry import METHODS
@@ -377,10 +443,11 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of the resolved config: runs with equal hashes are the same experiment.
 
-        Settings added after results existed (the robustness sections, model.layers, zo.generator,
-        dtype) leave the hash alone while at their defaults, which reproduce the earlier behaviour
-        exactly: an honest run of the full model keeps its identity. Keys that say where a run
-        computes, not what it computes (``device``), never enter it."""
+        The rule: the hash holds what changes a run's numbers, and nothing else, with one deliberate
+        exception: the device (the same experiment on another device is the same run). Settings added
+        after results existed (the robustness sections, model.layers, zo.generator, dtype) leave the
+        hash alone while at their defaults, which reproduce the earlier behaviour exactly: an honest run
+        of the full model keeps its identity. ``_NOT_IDENTITY`` lists the keys left out, and why."""
         return config_hash(self.to_dict())
 
 
@@ -396,7 +463,122 @@ _HASH_WHEN_SET = {
     "zo.generator": "torch",
     "dtype": "float32",
 }
-_NOT_IDENTITY = ("device",)
+# Keys left out of a run's identity:
+# - device: where a run computes. By design the same experiment on another device is the same run,
+#   although float rounding may differ there (a reduced dtype, which changes far more, does enter).
+# - assets_dir: where converted weights are cached; the same weights load from any folder.
+# - checkpoint: whether checkpoints are written; a resumed run ends bit-identical to an uninterrupted
+#   one (tests/test_resume.py), and a run without checkpoints computes the same rounds.
+# `threads` stays in, by measurement: torch's CPU kernels divide matrix products and reductions by the
+# thread count, which changes float rounding, and runs at 1 and 2 threads differ in the last bits of
+# eval_loss and train_loss (tiny-llama with FeedSign and with FedAvg, tiny-bert and MiniLM-L6 cut to
+# one block with FedAvg). The thread count is part of what a run computes, and a run resumed at
+# another count would not end where the uninterrupted one does.
+_NOT_IDENTITY = ("device", "assets_dir", "checkpoint")
+# The seeds every consumer of the run seed accepts: torch.manual_seed takes [-2**63, 2**64), numpy's
+# SeedSequence and philox keys (zofo.core.philox.key_of) take no negative seed, and the tables read the
+# seed column as int64, where a seed of 2**63 or more would turn the column unsigned or float.
+MAX_SEED = 2**63 - 1
+SEED_ALLOWED = f"an integer in [0, {MAX_SEED}] (0 to 2**63 - 1)"
+# A hub id: owner/name, one slash. A model name of any other shape with a slash can only be a path.
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def check_model_folder(name: str, key: str = "model.name") -> None:
+    """Raise ConfigError where ``name`` names a local folder that holds no model (an empty folder, a
+    file, or a path that exists nowhere and cannot be a hub id); packaged names and hub ids pass."""
+    from zofo.assets.catalog import PACKAGED
+
+    if name in PACKAGED:
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                key, name, "a local model folder with config.json and weights; this folder has no config.json"
+            )
+        return
+    if path.exists():
+        raise ConfigError(
+            key, name, "a local model folder, a packaged asset or a hub id; this path is a file"
+        )
+    path_only = (
+        name.startswith((".", "/", "~")) or "\\" in name or ("/" in name and not _HUB_ID.fullmatch(name))
+    )
+    if path_only:
+        raise ConfigError(
+            key,
+            name,
+            "an existing local model folder (nothing is at this path), or a hub id of the form owner/name",
+        )
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds. Refused: a missing file, invalid YAML, a key given twice in
+    one mapping (YAML loaders keep the later value silently), and a file with no mapping at all (an
+    empty file would otherwise run every default, model download included; ``{}`` asks for that)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file", str(path), "an existing YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("config file", str(path), f"a readable UTF-8 text file ({e})") from None
+    data = parse_yaml(text, str(path))
+    if data is None:
+        raise ConfigError(
+            "config file",
+            str(path),
+            "a YAML mapping of config keys; this file has none (write {} to run every default)",
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "config file", str(path), f"a YAML mapping at the top level, not {type(data).__name__}"
+        )
+    return data
+
+
+def parse_yaml(text: str, where: str, prefix: str = "") -> Any:
+    """``text`` parsed as one YAML document (None where it holds none), refusing a key given twice in a
+    mapping with the key's dotted path (under ``prefix``) and both lines. ``where`` names the source."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, prefix, where, set())
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ConfigError("config file" if not prefix else prefix, where, f"valid YAML ({e})") from None
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: str, where: str, seen: set[int]) -> None:
+    if id(node) in seen:  # an alias of a node already checked (or a recursive one)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor" may repeat by design
+                continue
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<complex key>"
+            dotted = f"{path}.{name}" if path else name
+            line = key_node.start_mark.line + 1
+            if (key_node.tag, name) in lines:
+                shown = value_node.value if isinstance(value_node, yaml.ScalarNode) else "(a nested value)"
+                raise ConfigError(
+                    dotted,
+                    shown,
+                    f"one value per key: {dotted} is given on line {lines[key_node.tag, name]} and again "
+                    f"on line {line} of {where}",
+                )
+            lines[key_node.tag, name] = line
+            _refuse_duplicate_keys(value_node, dotted, where, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{path}[{i}]", where, seen)
 
 
 def config_hash(resolved: Mapping[str, Any]) -> str:

@@ -15,7 +15,17 @@ class ConfigError(ZofoError, ValueError):
 
     def __init__(self, key: str, value: object, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}: got {value!r}; allowed: {allowed}")
+        super().__init__(f"{key}: got {shown(value)}; allowed: {allowed}")
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a hostile value (a 5,000-digit integer, whose repr
+    Python refuses, or a pasted file) must not hide the message or make it unreadable."""
+    try:
+        text = repr(value)
+    except ValueError:  # int -> str conversion beyond sys.get_int_max_str_digits
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"  # type: ignore[attr-defined]
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -20,6 +20,8 @@ from typing import Literal
 import datasets
 import numpy as np
 
+from zofo.core.errors import ConfigError
+
 SPLIT_SEED = 20_241_121  # fixed for every run: the test split never changes with the run seed
 
 
@@ -35,6 +37,28 @@ class TaskData:
     metric: str = "accuracy"
     source: str = ""
     notes: dict = field(default_factory=dict)
+
+
+def check_label_ids(labels: Sequence[object], label_names: Sequence[str], key: str, where: str) -> None:
+    """Raise ConfigError unless every label is an integer class id in [0, len(label_names)). ``key``
+    names the setting to blame, ``where`` the data (both go into the message)."""
+    n = len(label_names)
+    bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n]
+    if not bad:
+        return
+    first = bad[0]
+    hint = (
+        "; -1 marks an unlabelled row (as in GLUE's test splits): drop those rows from the data"
+        if first == -1 and not isinstance(first, bool)
+        else ""
+    )
+    names = list(label_names) if n <= 20 else f"{n} labels"
+    raise ConfigError(
+        key,
+        first,
+        f"class ids 0..{n - 1} (the labels {names}); {where} has {len(bad)} row(s) with other labels, "
+        f"the first {first!r}{hint}",
+    )
 
 
 def package_dir(module: str, requirement: str) -> Path:

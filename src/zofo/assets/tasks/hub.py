@@ -7,8 +7,9 @@ local folder, which goes through the same ``datasets.load_dataset`` call.
 from __future__ import annotations
 
 import datasets
+import numpy as np
 
-from zofo.assets.tasks.base import TaskData, split_dataset
+from zofo.assets.tasks.base import TaskData, check_label_ids, split_dataset
 from zofo.core.config import TaskConfig
 from zofo.core.errors import ConfigError
 from zofo.core.registry import TASKS
@@ -32,14 +33,24 @@ def hub_classification(cfg: TaskConfig) -> TaskData:
     for key, col in (("task.text_column", cfg.text_column), ("task.label_column", cfg.label_column)):
         if col not in ds.column_names:
             raise ConfigError(key, col, f"a column of {cfg.dataset}: {ds.column_names}")
+    if len(ds) == 0:
+        raise ConfigError("task.dataset", cfg.dataset, "a dataset with labelled rows; this one has no rows")
     labels = ds[cfg.label_column]
-    if isinstance(labels[0], str):
+    if all(isinstance(v, str) for v in labels):
         names = tuple(sorted(set(labels)))
-        labels = [names.index(v) for v in labels]
+        index = {name: i for i, name in enumerate(names)}
+        labels = [index[v] for v in labels]
     else:
-        n = int(max(labels)) + 1
         feat = ds.features[cfg.label_column]
-        names = tuple(feat.names) if hasattr(feat, "names") else tuple(str(i) for i in range(n))
+        if hasattr(feat, "names"):
+            names = tuple(feat.names)
+        else:
+            ids = [
+                v for v in labels if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+            ]
+            names = tuple(str(i) for i in range(int(max(ids)) + 1)) if ids else ()
+        # Checked before a label indexes anything: -1 (an unlabelled row) would wrap to the last name.
+        check_label_ids(labels, names, "task.label_column", f"column {cfg.label_column!r} of {cfg.dataset}")
     words = cfg.label_words or names
     if len(words) != len(names):
         raise ConfigError(
