@@ -447,7 +447,7 @@ class RunConfig:
         exception: the device (the same experiment on another device is the same run). Settings added
         after results existed (the robustness sections, model.layers, zo.generator, dtype) leave the
         hash alone while at their defaults, which reproduce the earlier behaviour exactly: an honest run
-        of the full model keeps its identity. ``_NOT_IDENTITY`` lists the keys left out, and why."""
+        of the full model keeps its identity. ``NOT_IDENTITY`` lists the keys left out, and why."""
         return config_hash(self.to_dict())
 
 
@@ -474,7 +474,7 @@ _HASH_WHEN_SET = {
 # eval_loss and train_loss (tiny-llama with FeedSign and with FedAvg, tiny-bert and MiniLM-L6 cut to
 # one block with FedAvg). The thread count is part of what a run computes, and a run resumed at
 # another count would not end where the uninterrupted one does.
-_NOT_IDENTITY = ("device", "assets_dir", "checkpoint")
+NOT_IDENTITY = ("device", "assets_dir", "checkpoint")
 # The seeds every consumer of the run seed accepts: torch.manual_seed takes [-2**63, 2**64), numpy's
 # SeedSequence and philox keys (zofo.core.philox.key_of) take no negative seed, and the tables read the
 # seed column as int64, where a seed of 2**63 or more would turn the column unsigned or float.
@@ -586,7 +586,7 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     records it), without building the config: a results checker recomputes a run's hash without
     importing torch or the method registry."""
     data = copy.deepcopy(dict(resolved))
-    for key in _NOT_IDENTITY:
+    for key in NOT_IDENTITY:
         data.pop(key, None)
     for dotted, default in _HASH_WHEN_SET.items():
         *head, leaf = dotted.split(".")

@@ -19,10 +19,12 @@ from typing import Any
 import pandas as pd
 
 from zofo.analysis.tables.keys import GROUP_KEYS, describe
+from zofo.core.config import NOT_IDENTITY
 from zofo.engine.record import atomic_write_text
 
-# Config keys that may differ between seeds of one experiment without changing what is measured.
-SEED_FREE_IGNORED: frozenset[str] = frozenset({"seed", "threads", "assets_dir", "device"})
+# Config keys that may differ between seeds of one experiment without changing what is measured: the
+# seed, and the keys that are not part of a run's identity (its hash).
+SEED_FREE_IGNORED: frozenset[str] = frozenset({"seed", *NOT_IDENTITY})
 # Columns of the run table after the group keys and the grid columns.
 RUN_COLUMNS: tuple[str, ...] = (
     "seed",
@@ -192,9 +194,9 @@ def check_consistent(
     Two checks, both within one group (group keys and grid columns), so that one label may span
     several models or tasks. (1) One seed must map to one ``config_hash`` and one folder: otherwise two
     configurations (or one run twice) would be averaged as if they were seeds. (2) The recorded configs
-    (``configs``: run_dir -> config mapping) must agree on every key except seed, threads, assets_dir and
-    device; the hash includes the seed, so check (1) alone cannot see e.g. a learning rate that differs
-    between seeds. Runs without a config skip check (2).
+    (``configs``: run_dir -> config mapping) must agree on every key except the seed and the keys outside
+    a run's identity (``SEED_FREE_IGNORED``); the hash includes the seed, so check (1) alone cannot
+    see e.g. a learning rate that differs between seeds. Runs without a config skip check (2).
 
     No config path is exempted for the grid columns: runs that differ in a grid value land in different
     groups and are never compared, while a difference the grid does not separate (a second
