@@ -281,7 +281,8 @@ def test_an_unwritable_output_path_gives_one_message(tmp_path: Path, capsys) -> 
     code = cli.main(["run", str(write_config(tmp_path, SETTING)), "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert f"zofo: error: cannot create the run folder {out}: Not a directory" in err
+    # refused before anything is written, naming the path and why it cannot be a folder
+    assert f"--out: got {str(out)!r}" in err and "is a file" in err
 
 
 # ---- a failed workflow job keeps its error in its log ------------------------------------------------
@@ -297,8 +298,8 @@ def test_a_failed_workflow_job_writes_its_error_into_its_log(tmp_path: Path) -> 
         grid={"partition.alpha": [0.5]},
         results_dir=str(results),
         figures_dir=str(tmp_path / "figures"),
-        # valid as a config, impossible at run time: more clients per round than there are clients
-        methods={"feedsign": {"federation": {"clients_per_round": 9}, "method": {"params": {"lr": 1e-3}}}},
+        # valid as a config, impossible once the data is split: a batch larger than any client's shard
+        methods={"feedsign": {"federation": {"batch_size": 100000}, "method": {"params": {"lr": 1e-3}}}},
     )
     config = write_config(tmp_path, smoke, "fails.yaml")
     target = results / "runs" / "feedsign" / "alpha0.5" / "seed0" / "meta.json"
@@ -310,5 +311,5 @@ def test_a_failed_workflow_job_writes_its_error_into_its_log(tmp_path: Path) -> 
     assert proc.returncode != 0
     log = (results / "logs" / "runs" / "feedsign" / "alpha0.5" / "seed0.log").read_text()
     assert "Traceback (most recent call last)" in log
-    assert "zofo: job failed: ConfigError: federation.clients_per_round: got 9" in log
+    assert "zofo: job failed: ConfigError: federation.batch_size: got 100000" in log
     assert "lost sys.stderr" not in proc.stderr

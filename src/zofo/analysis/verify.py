@@ -204,10 +204,10 @@ def verify_run(run_dir: str | Path, declared: Mapping[str, Any] | str | None = N
             )
         fail("status", f"status {status}{why}")
     written_by = (meta.get("method") or {}).get("written_by")
-    if not written_by and config_hash(cfg) != recorded_hash:
-        fail(
-            "hash", f"config hash {recorded_hash} is not the hash of the recorded config ({config_hash(cfg)})"
-        )
+    # A config recorded before a key existed is read with the value its run had (ADDED_KEYS).
+    own_hash = config_hash(with_added_keys(cfg))
+    if not written_by and own_hash != recorded_hash:
+        fail("hash", f"config hash {recorded_hash} is not the hash of the recorded config ({own_hash})")
     if declared is not None and not written_by:
         _check_declared(cfg, recorded_hash, declared, fail)
     digest = meta.get("rounds_sha256")

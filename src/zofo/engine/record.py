@@ -246,6 +246,9 @@ class RunFolder:
     def __init__(self, path: str | Path, config_hash: str, *, restart: bool = False):
         self.path = Path(path)
         self.config_hash = config_hash
+        # A folder this run made and never wrote into goes again on release (a run refused while it
+        # prepares leaves the place as it found it).
+        self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -312,6 +315,11 @@ class RunFolder:
             pass
         os.close(self._fd)
         self._fd = None
+        if self._created:
+            try:
+                self.path.rmdir()  # only if empty: a folder holding anything stays
+            except OSError:
+                pass
 
     def __del__(self) -> None:
         # A writer dropped without finishing (a test's, a script's) gives its folder back with it.
