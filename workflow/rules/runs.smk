@@ -2,10 +2,12 @@
 # results schema (meta.json + rounds.jsonl) joins the tables and figures.
 
 
-# A run folder is results/runs/<method>/<grid values>/seed<seed> (zofo.grid.study.run_dir); its config
-# is the one the studies declare for that folder (run_config refuses a folder none declares).
-# Threads: `threads_per_run` unless --set-threads or --cores changes it; the run's `threads` setting
-# (its torch threads, recorded in meta.json) is what the job gets (workflow/scripts/run.py).
+# A run folder is RESULTS/runs/<method>/<cell>seed<seed> (zofo.grid.study.run_dir): cell is one folder
+# per grid value, each ending in "/" (empty when every value is null). Its config is the one the studies
+# declare for that folder; run_config refuses by name a folder that none declares.
+# Threads: `threads_per_run`, unless --set-threads or a smaller --cores gives the job another number;
+# the run computes with the job's threads and records them in its config (workflow/scripts/run.py),
+# where they are part of its config hash.
 rule run:
     conda:
         ENV
