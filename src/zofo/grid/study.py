@@ -139,9 +139,17 @@ def resolve_iid(cell: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# A run folder as Snakemake wildcards, for the rules that write one: the method, the grid part (one
+# folder per grid value that is not null, each ending in "/", so empty when every value is null) and the
+# seed. ``run_dir`` names only folders of this form, and ``RUN_DIR.format(**parts)`` gives the folder back.
+RUN_DIR = "{method}/{cell}seed{seed}"
+CELL_PATTERN = r"(?:[^/]+/)*"
+SEED_PATTERN = r"\d+"
+
+
 def run_dir(method: str, cell: Mapping[str, Any], seed: Any) -> str:
     """The folder of one run, relative to ``results/runs``: method / one part per grid axis whose value
-    is not null / seed."""
+    is not null / seed (of the form ``RUN_DIR``)."""
     parts = [method]
     for key, value in cell.items():
         if value is None:

@@ -42,6 +42,8 @@ log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it)
 sys.stderr = log
 
 raw = dict(snakemake.params.cfg)  # noqa: F821
+# The run computes with the job's threads, and its recorded config says so.
+raw["threads"] = snakemake.threads  # noqa: F821
 # The local training is FedAvg's client step: its parameters are checked as FedAvg's, and every other
 # section by RunConfig itself (a typo fails here with the key named).
 cfg = RunConfig.from_dict({**raw, "method": {"name": "fedavg", "params": raw["method"].get("params", {})}})
