@@ -16,6 +16,13 @@ def run_files(name):
     }
 
 
+def declared_configs(name):
+    """Run folder -> the config the workflow declares for it, for a study's runs: the run tables check
+    each recorded config against it (zofo.analysis.verify), so a run left from another config is
+    refused even where Snakemake's metadata is gone (a copied results tree, a fresh clone)."""
+    return {f"{RESULTS}/runs/{p}": RUN_CONFIGS[p] if p in RUN_CONFIGS else RULE_RUNS[p] for p in STUDY_RUNS[name]}
+
+
 def claim_tables(wildcards):
     """The tables the claims read: the main study's, and those of the first heterogeneity, robustness
     and one-shot studies of the config where it has them."""

@@ -22,6 +22,7 @@ rule run_tables:
         curves=f"{RESULTS}/tables/curves.csv",
     params:
         axes=lambda wc: grid_axes(study.MAIN),
+        declared=lambda wc: declared_configs(study.MAIN),
     log:
         f"{RESULTS}/logs/tables-runs.log",
     script:
@@ -36,6 +37,7 @@ use rule run_tables as study_run_tables with:
         curves=f"{RESULTS}/tables/{{study}}/curves.csv",
     params:
         axes=lambda wc: grid_axes(wc.study),
+        declared=lambda wc: declared_configs(wc.study),
     log:
         f"{RESULTS}/logs/tables-{{study}}-runs.log",
 

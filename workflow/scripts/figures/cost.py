@@ -1,12 +1,10 @@
 """Snakemake script: the cost table -> the cost figure."""
 
-import sys
-
 from zofo.analysis import figures as plots
 from zofo.analysis import tables
+from zofo.grid.job import job_log
 
-log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it; see tables/runs.py)
-sys.stderr = log
-sm = snakemake  # noqa: F821
+with job_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake injects it)
+    sm = snakemake  # noqa: F821
 
-plots.cost(tables.read_table(sm.input.cost), sm.output.png)
+    plots.cost(tables.read_table(sm.input.cost), sm.output.png)

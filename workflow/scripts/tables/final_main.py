@@ -1,20 +1,20 @@
 """Snakemake script: the main study's run table -> its final-metric table (CSV, Markdown, LaTeX, with
 the papers' numbers beside ours) and its pretrained levels."""
 
-import sys
-
 from zofo.analysis import tables
 from zofo.analysis.load import grid_columns
+from zofo.grid.job import job_log
 
-log = open(snakemake.log[0], "w")  # noqa: F821, SIM115 (snakemake injects it; see tables/runs.py)
-sys.stderr = log
-sm = snakemake  # noqa: F821
+with job_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake injects it)
+    sm = snakemake  # noqa: F821
 
-grid = grid_columns(sm.params.axes)
-runs = tables.read_table(sm.input.runs)
-# The papers' numbers where model, task and metric match (baselines/<paper>/reported.csv).
-final = tables.attach_reported(tables.final_metric_table(runs, grid), tables.read_reported(sm.input.reported))
-tables.write_tables(final, sm.output.csv, sm.output.md, grid=grid)
-tables.write_latex(final, sm.output.tex, grid=grid)
-tables.write_csv(tables.pretrained_table(runs), sm.output.pretrained)
-print(tables.to_markdown(tables.format_final_table(final, grid=grid)), file=log)
+    grid = grid_columns(sm.params.axes)
+    runs = tables.read_table(sm.input.runs)
+    # The papers' numbers where model, task and metric match (baselines/<paper>/reported.csv).
+    final = tables.attach_reported(
+        tables.final_metric_table(runs, grid), tables.read_reported(sm.input.reported)
+    )
+    tables.write_tables(final, sm.output.csv, sm.output.md, grid=grid)
+    tables.write_latex(final, sm.output.tex, grid=grid)
+    tables.write_csv(tables.pretrained_table(runs), sm.output.pretrained)
+    print(tables.to_markdown(tables.format_final_table(final, grid=grid)), file=log)

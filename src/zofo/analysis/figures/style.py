@@ -130,7 +130,8 @@ def save(fig: Figure, out_png: str | Path) -> tuple[Path, Path]:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     out_pdf = out_png.with_suffix(".pdf")
     fig.savefig(out_png, format="png")
-    fig.savefig(out_pdf, format="pdf")
+    # No creation date: a figure redrawn from the same tables is the same file, byte for byte.
+    fig.savefig(out_pdf, format="pdf", metadata={"CreationDate": None})
     return out_png, out_pdf
 
 
