@@ -92,8 +92,24 @@ def test_two_configs_for_one_folder_are_refused() -> None:
             "grid": {"partition.alpha": [0.5]},
         }
     )
-    with pytest.raises(ValueError, match="fedavg/alpha0.5/seed0.*'main' and 'other'"):
+    with pytest.raises(ValueError, match="fedavg/alpha0.5/seed0.*'main' and 'other'") as e:
         study.expand(config)
+    # the message names the key that differs and both values
+    assert "method.params.lr: 0.01 against 0.001" in str(
+        e.value
+    ) or "method.params.lr: 0.001 against 0.01" in str(e.value)
+
+
+def test_a_conflict_caused_by_an_invalid_value_names_the_value() -> None:
+    config = base_config(
+        other={
+            "methods": {"fedavg": {"method": {"params": {"lr": float("nan")}}}},
+            "grid": {"partition.alpha": [0.5]},
+        }
+    )
+    with pytest.raises(ValueError, match=r"fedavg/alpha0.5/seed0 .*method.params.lr: got nan") as e:
+        study.expand(config)
+    assert "different configs" not in str(e.value)
 
 
 def test_grid_values_and_overrides_reach_the_run_config() -> None:

@@ -216,8 +216,41 @@ def same_run(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
     try:
         return RunConfig.from_dict(a).to_dict() == RunConfig.from_dict(b).to_dict()
-    except ZofoError:
-        return False  # the workflow names the bad key when it checks every run
+    except ZofoError as e:
+        # An invalid value is the reason, not the disagreement: name it.
+        raise ValueError(str(e)) from None
+
+
+def _differences(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 3) -> str:
+    """The dotted keys where two valid run config mappings differ once resolved (a key left at its
+    default is no difference), with both values: ``key: x against y``."""
+    import dataclasses
+
+    from zofo.core.config import RunConfig
+
+    def resolved(mapping: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = RunConfig.from_dict(mapping)
+        out = cfg.to_dict()
+        out["method"]["params"] = dataclasses.asdict(cfg.method_params())
+        return _flat(out)
+
+    flat_a, flat_b = resolved(a), resolved(b)
+    keys = sorted(
+        k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k, "unset") != flat_b.get(k, "unset")
+    )
+    shown = [f"{k}: {flat_a.get(k, 'unset')!r} against {flat_b.get(k, 'unset')!r}" for k in keys[:limit]]
+    return "; ".join(shown) + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
 
 
 def rule_runs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -261,11 +294,19 @@ def expand(config: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
                 for seed in spec["seeds"]:
                     cfg = cell_config(config, defaults, method, block, values_cfg, seed)
                     path = run_dir(method, cell, seed)
-                    if path in runs and not same_run(runs[path], cfg):
-                        raise ValueError(
-                            f"run folder {path}: studies {owner[path]!r} and {name!r} declare different "
-                            "configs for it; add the axis that tells them apart to one study's grid"
-                        )
+                    if path in runs:
+                        try:
+                            same = same_run(runs[path], cfg)
+                        except ValueError as e:
+                            raise ValueError(
+                                f"run folder {path} (studies {owner[path]!r}, {name!r}): {e}"
+                            ) from None
+                        if not same:
+                            raise ValueError(
+                                f"run folder {path}: studies {owner[path]!r} and {name!r} declare different "
+                                f"configs for it ({_differences(runs[path], cfg)}); add the axis that tells "
+                                "them apart to one study's grid"
+                            )
                     runs.setdefault(path, cfg)
                     owner.setdefault(path, name)
                     members[name].append(path)
