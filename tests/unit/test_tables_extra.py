@@ -15,7 +15,7 @@ from fakes import make_run, run_tables
 from zofo.analysis import tables
 from zofo.analysis.load import PARAMETERS, grid_cell, grid_columns, load_runs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- the grid cell of every row -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from zofo.core.registry import METHODS
 from zofo.grid import study
 from zofo.robust.attacks import ATTACKS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def base_config(**studies) -> dict:

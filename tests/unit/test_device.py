@@ -348,7 +348,7 @@ def test_tables_pool_seeds_run_on_other_devices_but_not_other_dtypes(tmp_path: P
 
 
 def test_rows_written_before_devices_existed_read_as_cpu_float32() -> None:
-    committed = sorted(Path(__file__).resolve().parents[1].glob("results/runs/feedsign/*/*/seed0"))[:1]
+    committed = sorted(Path(__file__).resolve().parents[2].glob("results/runs/feedsign/*/*/seed0"))[:1]
     assert committed, "the committed feedsign runs are the reference"
     assert "device" not in read_rows(committed[0])[0]
     df, _ = load_runs(committed)
@@ -374,7 +374,7 @@ def test_on_a_gpu_the_fit_check_reads_free_memory_and_the_peak_is_counted() -> N
 
 
 def test_the_example_config_documents_device_and_dtype() -> None:
-    path = Path(__file__).resolve().parents[1] / "config" / "run-example.yaml"
+    path = Path(__file__).resolve().parents[2] / "config" / "run-example.yaml"
     lines = {line.split(":")[0]: line for line in path.read_text().splitlines() if not line.startswith(" ")}
     assert "#" in lines["device"] and "#" in lines["dtype"]
     cfg = RunConfig.from_yaml(path)

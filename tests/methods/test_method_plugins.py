@@ -189,7 +189,7 @@ def pytest_run(env: dict[str, str], select: str, report: Path) -> dict[str, dict
         select,
         f"--junitxml={report}",
     ]
-    cmd += [str(ROOT / "tests" / f"{m}.py") for m in SUITES]
+    cmd += [str(ROOT / "tests" / "methods" / f"{m}.py") for m in SUITES]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
     assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     out: dict[str, dict[str, list[str]]] = {m: {"passed": [], "failed": [], "error": []} for m in SUITES}

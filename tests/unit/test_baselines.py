@@ -16,7 +16,7 @@ import yaml
 from zofo.core.config import RunConfig
 from zofo.grid import study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ROOT / "baselines"
 PAPERS = sorted(p.name for p in BASELINES.iterdir() if p.is_dir())
 REPORTED_COLUMNS = ["paper", "table", "method", "model", "task", "metric", "value", "source_note"]
@@ -168,7 +168,7 @@ def test_expand_runs_matches_the_default_study() -> None:
 def test_no_placeholder_lines_in_baseline_readmes() -> None:
     import re
 
-    for readme in sorted((Path(__file__).resolve().parents[1] / "baselines").glob("*/README.md")):
+    for readme in sorted((Path(__file__).resolve().parents[2] / "baselines").glob("*/README.md")):
         bad = [line for line in readme.read_text().splitlines() if re.fullmatch(r"[A-Z_]{8,}", line.strip())]
         assert not bad, f"{readme}: placeholder lines {bad}"
 
