@@ -29,13 +29,14 @@ def _set(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = parse_yaml(raw, f"--set {assignment}", prefix=key)
 
 
-# What a run folder holds (zofo.engine.record, zofo.engine.checkpoints, the workflow's config.yaml),
-# and the ".<name>.*" temporary files an atomic write leaves when it is killed.
-RUN_FILES = ("meta.json", "rounds.jsonl", "config.yaml", "checkpoint.pt")
-
-
 def _is_run_file(name: str) -> bool:
-    return name in RUN_FILES or any(name.startswith(f".{f}.") for f in RUN_FILES)
+    """Whether ``name`` is something a run writes in its own folder: the files the run writer owns, its
+    lock file (left behind by a killed run), the workflow's config.yaml, and the ".<name>.*" temporary
+    file an atomic write leaves when it is killed."""
+    from zofo.engine.record import LOCK, OWNED
+
+    owned = (*OWNED, "config.yaml")
+    return name == LOCK or name in owned or any(name.startswith(f".{f}.") for f in owned)
 
 
 def check_out_dir(out: str) -> Path:

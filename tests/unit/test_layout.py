@@ -131,3 +131,14 @@ def test_core_depends_on_no_other_layer_at_import() -> None:
         if dep.startswith(("zofo.engine", "zofo.methods", "zofo.analysis", "zofo.grid", "zofo.bench"))
     }
     assert upward == set()
+
+
+def test_ci_runs_the_readmes_test_command_verbatim() -> None:
+    """CI (.ci/run) runs exactly the command the README gives a newcomer for the tests (install, ruff,
+    snakemake --lint, pytest): the two cannot drift apart."""
+    root = SRC.parent
+    readme = (root / "README.md").read_text().splitlines()
+    marker = next(i for i, line in enumerate(readme) if line.startswith("# 2."))
+    command = readme[marker + 1]
+    assert "pytest" in command and "snakemake --lint" in command and "ruff check" in command
+    assert command in (root / ".ci" / "run").read_text().splitlines()

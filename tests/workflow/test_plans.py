@@ -131,3 +131,15 @@ def test_the_workflow_is_lint_clean() -> None:
         env=WORKFLOW_ENV,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def test_a_workflow_config_with_a_key_given_twice_is_refused_when_the_dag_is_built(tmp_path: Path) -> None:
+    config = tmp_path / "twice.yaml"
+    config.write_text(SMOKE.read_text() + "\nseeds: [0, 1]\n")  # smoke.yaml gives seeds already
+    cmd = [
+        sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(tmp_path), "--configfile", str(config),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=WORKFLOW_ENV)
+    assert proc.returncode != 0
+    assert "seeds: got [0, 1]" in proc.stderr and "given on line" in proc.stderr

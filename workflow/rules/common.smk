@@ -5,7 +5,18 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from zofo.assets.catalog import WHEEL_ASSETS, prepared_weights  # the packaged GGUF models, listed once
-from zofo.grid import study  # the grid -> runs expansion, shared with the tests (tests/test_baselines.py)
+from zofo.grid import study  # the grid -> runs expansion, shared with the tests (tests/unit/test_baselines.py)
+
+# Snakemake's YAML loader keeps the later of two values of one key without a word: read every config
+# file again with zofo's reader, which refuses a key given twice (naming it and both lines).
+from zofo.core.config import read_config_file  # noqa: E402
+from zofo.core.errors import ConfigError  # noqa: E402
+
+for _configfile in workflow.configfiles:
+    try:
+        read_config_file(_configfile)
+    except ConfigError as e:
+        raise WorkflowError(f"config: {e}")
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 

@@ -1,7 +1,7 @@
 """Knots of the half-normal tail quantile used by zofo.core.philox, in units of 2**-40 (see there).
 
 KNOTS[s] = round(2**40 * Phi_bar^-1((node(s) + 1/2) / 2**32)), shipped as data so that every machine
-uses the same integers (recomputing them would go through the platform's libm). tests/test_philox.py
+uses the same integers (recomputing them would go through the platform's libm). tests/unit/test_philox.py
 checks them against an independent quantile and pins their digest."""
 
 KNOTS = (

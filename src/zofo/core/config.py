@@ -468,7 +468,7 @@ _HASH_WHEN_SET = {
 #   although float rounding may differ there (a reduced dtype, which changes far more, does enter).
 # - assets_dir: where converted weights are cached; the same weights load from any folder.
 # - checkpoint: whether checkpoints are written; a resumed run ends bit-identical to an uninterrupted
-#   one (tests/test_resume.py), and a run without checkpoints computes the same rounds.
+#   one (tests/methods/test_resume.py), and a run without checkpoints computes the same rounds.
 # `threads` stays in, by measurement: torch's CPU kernels divide matrix products and reductions by the
 # thread count, which changes float rounding, and runs at 1 and 2 threads differ in the last bits of
 # eval_loss and train_loss (tiny-llama with FeedSign and with FedAvg, tiny-bert and MiniLM-L6 cut to
