@@ -554,6 +554,15 @@ def parse_yaml(text: str, where: str, prefix: str = "") -> Any:
         loader.dispose()
 
 
+def _source(node: yaml.Node) -> str:
+    """A nested value as the file spells it (one line, shortened), for a message."""
+    start, end = node.start_mark, node.end_mark
+    if start.buffer is None:
+        return "(a nested value)"
+    text = " ".join(start.buffer[start.index : end.index].split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _refuse_duplicate_keys(node: yaml.Node, path: str, where: str, seen: set[int]) -> None:
     if id(node) in seen:  # an alias of a node already checked (or a recursive one)
         return
@@ -567,7 +576,7 @@ def _refuse_duplicate_keys(node: yaml.Node, path: str, where: str, seen: set[int
             dotted = f"{path}.{name}" if path else name
             line = key_node.start_mark.line + 1
             if (key_node.tag, name) in lines:
-                shown = value_node.value if isinstance(value_node, yaml.ScalarNode) else "(a nested value)"
+                shown = value_node.value if isinstance(value_node, yaml.ScalarNode) else _source(value_node)
                 raise ConfigError(
                     dotted,
                     shown,

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import torch
 from tqdm.auto import tqdm
 
 from zofo.assets.models import parameter_count
-from zofo.assets.objectives import Objective
 from zofo.core.config import RunConfig
 from zofo.core.device import (
     check_memory,
@@ -41,7 +40,7 @@ from zofo.engine.checkpoints import CHECKPOINT as CHECKPOINT  # the file name, f
 from zofo.engine.checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
 from zofo.engine.comm import transmit
 from zofo.engine.partition import label_histograms, partition_hash
-from zofo.engine.prepare import client_batches, prepare, row_base
+from zofo.engine.prepare import client_batches, prepare, recording_loss, row_base
 from zofo.engine.record import RunFolder, open_run, peak_rss_mb, round_row
 from zofo.methods.base import ClientData, RunContext
 from zofo.robust.attacks import ATTACKS, byzantine_clients
@@ -57,20 +56,6 @@ def formula_bits(method: Any, d: int, cohort_size: int) -> dict[str, int] | None
     """What the method's definition says one client sends and receives per round, for the record."""
     bits = method.formula_bits(d, cohort_size)
     return None if bits is None else {"uplink": int(bits[0]), "downlink": int(bits[1])}
-
-
-def recording_loss(
-    objective: Objective, sink: list[float]
-) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
-    """The objective's loss, appending every value it computes to ``sink`` (a round's train_loss is
-    the mean of what its clients computed)."""
-
-    def loss(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        value = objective.loss(batch)
-        sink.append(float(value.detach()))
-        return value
-
-    return loss
 
 
 def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, restart: bool = False) -> Path:

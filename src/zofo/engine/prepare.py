@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -183,3 +183,17 @@ def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[s
         "device": str(prep.device),
         "dtype": cfg.dtype,
     }
+
+
+def recording_loss(
+    objective: Objective, sink: list[float]
+) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+    """The objective's loss, appending every value it computes to ``sink`` (a round's train_loss is
+    the mean of what its clients computed)."""
+
+    def loss(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        value = objective.loss(batch)
+        sink.append(float(value.detach()))
+        return value
+
+    return loss

@@ -29,7 +29,7 @@ from zofo.core.config import RunConfig
 from zofo.core.device import peak_device_memory_mb
 from zofo.core.seeds import numpy_rng
 from zofo.core.zo import trainable_parameters
-from zofo.engine.prepare import client_batches, prepare, row_base
+from zofo.engine.prepare import client_batches, prepare, recording_loss, row_base
 from zofo.engine.record import open_run, peak_rss_mb, round_row
 from zofo.grid.job import job_log
 from zofo.methods.base import ClientData, RunContext
@@ -51,11 +51,7 @@ with job_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake injects it)
     prep = prepare(cfg)
     model = prep.model
     losses: list[float] = []  # every training loss, for the round's mean train_loss
-
-    def loss(batch):
-        value = prep.objective.loss(batch)
-        losses.append(float(value.detach()))
-        return value
+    loss = recording_loss(prep.objective, losses)
 
     ctx = RunContext(
         model=model,
