@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zofo.core.config import AggregatorConfig, ByzantineConfig, config_hash
+from zofo.core.config import HASH_WHEN_SET, config_hash, flat_keys
 from zofo.engine.record import COLUMN_DEFAULTS, FINISHED, LOCK, META, ROUND_COLUMNS, ROUNDS, read_rows
 
 # What each check asks of a run folder (the ``check`` of a Problem).
@@ -41,14 +41,9 @@ CHECKS = {
 # Keys a recorded config may lack, with the value its run had: each key entered RunConfig after runs
 # had been recorded, and until then every run behaved as this value does (``zo.fuse``: the unfused
 # step's arithmetic; the others: their defaults). ``device`` says where a run computed, not what.
-ADDED_KEYS: dict[str, Any] = {
-    "byzantine": {f.name: f.default for f in dataclasses.fields(ByzantineConfig)},
-    "aggregator": {f.name: f.default for f in dataclasses.fields(AggregatorConfig)},
-    "model.layers": None,
-    "zo.generator": "torch",
-    "zo.fuse": False,
-    "dtype": "float32",
-}
+# The keys the hash leaves out at their defaults (HASH_WHEN_SET) are exactly such keys; zo.fuse is the one
+# whose value before it existed is not its default.
+ADDED_KEYS: dict[str, Any] = {**HASH_WHEN_SET, "zo.fuse": False}
 NOT_COMPARED = ("device",)
 # Types a row's value may have, by the schema's dtype (NaN and null are values of a float column:
 # whether they are allowed is the checks' business, not the schema's).
@@ -94,19 +89,10 @@ def with_added_keys(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out or {prefix[:-1]: {}}
-    return {prefix[:-1]: data}
-
-
 def config_differences(recorded: Mapping[str, Any], declared: Mapping[str, Any]) -> list[str]:
     """``key (recorded X, declared Y)`` for every dotted key where two resolved configs differ."""
-    a = _flat(with_added_keys(recorded))
-    b = _flat(with_added_keys(declared))
+    a = flat_keys(with_added_keys(recorded))
+    b = flat_keys(with_added_keys(declared))
     missing = "<absent>"
     return [
         f"{k} (recorded {a.get(k, missing)!r}, declared {b.get(k, missing)!r})"

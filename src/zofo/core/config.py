@@ -456,7 +456,7 @@ def _field_defaults(cls: type) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
-_HASH_WHEN_SET = {
+HASH_WHEN_SET = {
     "byzantine": _field_defaults(ByzantineConfig),
     "aggregator": _field_defaults(AggregatorConfig),
     "model.layers": None,
@@ -590,6 +590,17 @@ def _refuse_duplicate_keys(node: yaml.Node, path: str, where: str, seen: set[int
             _refuse_duplicate_keys(item, f"{path}[{i}]", where, seen)
 
 
+def flat_keys(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping as ``{dotted key: value}``; an empty mapping stays a value of its own
+    (``method.params: {}``), so two mappings that differ only there still differ."""
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flat_keys(v, f"{prefix}{k}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: data}
+
+
 def config_hash(resolved: Mapping[str, Any]) -> str:
     """``RunConfig.hash`` of a resolved config mapping (``RunConfig.to_dict()``'s form, as meta.json
     records it), without building the config: a results checker recomputes a run's hash without
@@ -597,7 +608,7 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     data = copy.deepcopy(dict(resolved))
     for key in NOT_IDENTITY:
         data.pop(key, None)
-    for dotted, default in _HASH_WHEN_SET.items():
+    for dotted, default in HASH_WHEN_SET.items():
         *head, leaf = dotted.split(".")
         node = data
         for part in head:

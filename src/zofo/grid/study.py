@@ -226,13 +226,13 @@ def _differences(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 3) -> 
     default is no difference), with both values: ``key: x against y``."""
     import dataclasses
 
-    from zofo.core.config import RunConfig
+    from zofo.core.config import RunConfig, flat_keys
 
     def resolved(mapping: Mapping[str, Any]) -> dict[str, Any]:
         cfg = RunConfig.from_dict(mapping)
         out = cfg.to_dict()
         out["method"]["params"] = dataclasses.asdict(cfg.method_params())
-        return _flat(out)
+        return flat_keys(out)
 
     flat_a, flat_b = resolved(a), resolved(b)
     keys = sorted(
@@ -240,17 +240,6 @@ def _differences(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 3) -> 
     )
     shown = [f"{k}: {flat_a.get(k, 'unset')!r} against {flat_b.get(k, 'unset')!r}" for k in keys[:limit]]
     return "; ".join(shown) + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def rule_runs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -21,8 +21,9 @@ def cost_table(runs: pd.DataFrame, grid: Sequence[str] = ()) -> pd.DataFrame:
     / ``<quantity>_sd`` for the three (sd with ddof=1, NaN with one run); a group whose runs all
     diverged or failed keeps its row with ``n_seeds`` 0.
 
-    The runs of a group must have used one ``threads`` setting: the consistency check ignores it
-    because it changes no number, but it changes every time; ValueError otherwise.
+    The runs of a group must have used one ``threads`` setting, ValueError otherwise. ``run_table``
+    already refuses such a group (the thread count is part of a run's identity); this check keeps a
+    run table made another way from averaging timings taken at different thread counts.
     """
     group_keys = [*GROUP_KEYS, *grid]
     columns = [*group_keys, "n_seeds", *(f"{q}_{s}" for q in COST_STATS for s in ("mean", "sd"))]
