@@ -83,6 +83,23 @@ def test_rerunning_a_finished_run_is_refused_and_leaves_it_whole(
     assert snapshot(folder) == before
 
 
+def test_zofo_run_restart_replaces_a_finished_run_of_another_config(
+    folder: Path, tmp_path: Path, capsys
+) -> None:
+    """What the refusal tells the user to do, through the command line: --restart starts over."""
+    old = json.loads((folder / "meta.json").read_text())
+    code = cli.main(["run", str(write_config(tmp_path, OTHER)), "--out", str(folder), "--quiet", "--restart"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((folder / "meta.json").read_text())
+    assert (
+        meta["status"] == "ok"
+        and meta["config_hash"] == RunConfig.from_dict(OTHER).hash() != old["config_hash"]
+    )
+    rows = read_rows(folder)
+    assert [r["round"] for r in rows] == [0, 1, 2, 3]
+    assert {r["config_hash"] for r in rows} == {meta["config_hash"]}
+
+
 def test_another_config_into_a_finished_run_is_refused_naming_both_hashes(folder: Path) -> None:
     before = snapshot(folder)
     old = json.loads(before["meta.json"])["config_hash"]
