@@ -274,9 +274,21 @@ class ZOConfig:
     # bitwise the same on every device and CPU (what mixed hardware needs); "torch" is torch's CPU
     # mt19937 randn, as the official codes draw, whose fp32 values depend on the CPU's instruction set.
     generator: Literal["torch", "philox"] = "torch"
+    # Clients that evaluate the same perturbed weights (FeedSign's, which share each step's seed) are
+    # simulated with one batched forward per side instead of one forward per client. Each client's loss
+    # equals its own forward's up to float rounding (not bit for bit: the matrix products see other
+    # shapes), and nothing sent changes; false runs one forward per client.
+    batch_clients: bool = True
+    # Memory (MiB) fast mode may spend on directions kept for a later pass in the same round: FedKSeed's
+    # server reuses its clients' z instead of regenerating them. The numbers are the same at any value.
+    cache_mb: int = 4096
 
     def __post_init__(self) -> None:
         positive("zo.eps", self.eps)
+        if not isinstance(self.batch_clients, bool):
+            raise ConfigError("zo.batch_clients", self.batch_clients, "true or false")
+        if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, int) or self.cache_mb < 0:
+            raise ConfigError("zo.cache_mb", self.cache_mb, "a whole number of MiB, 0 or more")
 
 
 @dataclass(frozen=True)
@@ -461,6 +473,7 @@ HASH_WHEN_SET = {
     "aggregator": _field_defaults(AggregatorConfig),
     "model.layers": None,
     "zo.generator": "torch",
+    "zo.batch_clients": False,
     "dtype": "float32",
 }
 # Keys left out of a run's identity:
@@ -474,7 +487,8 @@ HASH_WHEN_SET = {
 # eval_loss and train_loss (tiny-llama with FeedSign and with FedAvg, tiny-bert and MiniLM-L6 cut to
 # one block with FedAvg). The thread count is part of what a run computes, and a run resumed at
 # another count would not end where the uninterrupted one does.
-NOT_IDENTITY = ("device", "assets_dir", "checkpoint")
+# - zo.cache_mb: how many directions fast mode keeps; a kept z is bitwise the regenerated one.
+NOT_IDENTITY = ("device", "assets_dir", "checkpoint", "zo.cache_mb")
 # The seeds every consumer of the run seed accepts: torch.manual_seed takes [-2**63, 2**64), numpy's
 # SeedSequence and philox keys (zofo.core.philox.key_of) take no negative seed, and the tables read the
 # seed column as int64, where a seed of 2**63 or more would turn the column unsigned or float.
@@ -606,8 +620,12 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     records it), without building the config: a results checker recomputes a run's hash without
     importing torch or the method registry."""
     data = copy.deepcopy(dict(resolved))
-    for key in NOT_IDENTITY:
-        data.pop(key, None)
+    for dotted in NOT_IDENTITY:
+        *head, leaf = dotted.split(".")
+        node = data
+        for part in head:
+            node = node.get(part, {})
+        node.pop(leaf, None)
     for dotted, default in HASH_WHEN_SET.items():
         *head, leaf = dotted.split(".")
         node = data

@@ -3,6 +3,8 @@
     perturb(s, c):   w += c * eps * z(s)
     estimate(s, f):  perturb(+1); l+ = f(); perturb(-2); l- = f(); perturb(+1); return (l+ - l-) / (2 eps)
     update(s, a):    w -= a * z(s)
+    estimates(s, F): as estimate, F returning one loss per client (clients that share the seed and
+                     so the perturbed weights: one batched forward per side serves them all)
 
 z(s) is a standard-normal vector over the trainable parameters, generated parameter by parameter in
 a fixed order, never from the global RNG (which also drives dropout and data order). Tied weights
@@ -276,16 +278,25 @@ class SeededDirections:
         Leaves w as it found it (to rounding), unless ``hold`` and fusing is on: then the weights stay
         at w - eps z(seed) until the next pass on this seed (an update, another estimate) absorbs the
         restore, or ``settle()`` is called."""
+        (g,) = self.estimates(seed, lambda: [loss()], hold)
+        return g
+
+    def estimates(self, seed: int, losses: Callable[[], Sequence[float]], hold: bool = False) -> list[float]:
+        """One two-point estimate per loss that ``losses`` returns, all along z(seed) from the same two
+        perturbed weights: several clients sharing a seed (FeedSign) evaluated by one call of
+        ``losses`` per side, e.g. one batched forward. The weights are left as ``estimate`` leaves them."""
         c = self._take_held(seed)
         self._shift(seed, (1.0 - c) * self.eps)
-        l_plus = float(loss())
+        l_plus = [float(v) for v in losses()]
         self._shift(seed, -2.0 * self.eps)
-        l_minus = float(loss())
+        l_minus = [float(v) for v in losses()]
         if hold and self.fuse:
             self._held = (seed, -1.0)
         else:
             self._shift(seed, self.eps)
-        return (l_plus - l_minus) / (2.0 * self.eps)
+        if len(l_plus) != len(l_minus):
+            raise RuntimeError(f"estimates: {len(l_plus)} losses at +eps, {len(l_minus)} at -eps")
+        return [(a - b) / (2.0 * self.eps) for a, b in zip(l_plus, l_minus, strict=True)]
 
     def update(self, seed: int, coeff: float) -> None:
         """w -= coeff * z(seed): a ZO-SGD step has coeff = lr * g."""

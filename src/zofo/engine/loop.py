@@ -40,7 +40,7 @@ from zofo.engine.checkpoints import CHECKPOINT as CHECKPOINT  # the file name, f
 from zofo.engine.checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
 from zofo.engine.comm import transmit
 from zofo.engine.partition import label_histograms, partition_hash
-from zofo.engine.prepare import client_batches, prepare, recording_loss, row_base
+from zofo.engine.prepare import client_batches, prepare, recording_loss, recording_losses, row_base
 from zofo.engine.record import RunFolder, open_run, peak_rss_mb, round_row
 from zofo.methods.base import ClientData, RunContext
 from zofo.robust.attacks import ATTACKS, byzantine_clients
@@ -101,6 +101,7 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
     ctx = RunContext(
         model=model,
         loss=loss,
+        losses=recording_losses(objective, seen_losses),
         zo=cfg.zo,
         seed=cfg.seed,
         num_clients=cfg.partition.num_clients,
@@ -248,9 +249,8 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
         for r in bar:
             cohort = sample_cohort(cfg.partition.num_clients, cohort_size, numpy_rng(cfg.seed, "cohort", r))
             seen_losses.clear()
-            payloads = []
-            for k in cohort:
-                client = ClientData(
+            clients = [
+                ClientData(
                     client_id=k,
                     num_examples=len(shards[k]),
                     batches=client_batches(
@@ -262,14 +262,23 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                     ),
                     batch_size=cfg.federation.batch_size,
                 )
-                t0 = time.perf_counter()
-                # Dropout draws from torch's global generator (the CPU's, or the GPU's for a model on
-                # it); seeding it per (round, client) inside a fork keeps those draws reproducible and
-                # invisible to everything else.
-                with forked_rng(device, derive(cfg.seed, "torch-global", "round", r, "client", k)):
-                    payload = method.client_update(r, client)
-                since["client"] += time.perf_counter() - t0
-                cum["steps"] += method.local_steps()  # asked per client: epoch-based methods vary
+                for k in cohort
+            ]
+
+            # Dropout draws from torch's global generator (the CPU's, or the GPU's for a model on it);
+            # seeding it per (round, client) inside a fork keeps those draws reproducible and invisible
+            # to everything else.
+            def isolated(client: ClientData, r: int = r) -> Any:
+                return forked_rng(
+                    device, derive(cfg.seed, "torch-global", "round", r, "client", client.client_id)
+                )
+
+            t0 = time.perf_counter()
+            results = method.client_updates(r, clients, isolated)
+            since["client"] += time.perf_counter() - t0
+            payloads = []
+            for k, (payload, steps) in zip(cohort, results, strict=True):
+                cum["steps"] += steps  # per client: epoch-based methods vary
                 if k in byzantine and cfg.byzantine.attack != NO_ATTACK:
                     gen = torch_rng(cfg.seed, "attack", "round", r, "client", k)
                     payload = attack_payload(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -21,6 +22,7 @@ from zofo.core.device import resolve_device, torch_dtype
 from zofo.core.errors import ConfigError
 from zofo.core.registry import TASKS
 from zofo.core.seeds import numpy_rng
+from zofo.engine.data import EncodedSplit, encoded_split
 from zofo.engine.partition import partition
 
 datasets.disable_progress_bars()  # tokenising a few thousand rows: the round bar is the one that matters
@@ -34,8 +36,8 @@ class Prepared:
     task: Any
     loaded: Any
     objective: Objective
-    train: Any
-    eval_data: Any
+    train: EncodedSplit
+    eval_data: EncodedSplit
     shards: list[list[int]]
     scorer: str
     device: torch.device  # where the model, its batches and the decoded payloads live
@@ -56,11 +58,13 @@ def prepare(cfg: RunConfig) -> Prepared:
     device = resolve_device(cfg.device)
     loaded = load_model(cfg.model, cfg.assets_dir, seed=cfg.seed, device=device, dtype=torch_dtype(cfg.dtype))
     objective = build_objective(loaded, task, cfg.task)
-    train = objective.encode_split(task.splits["train"])
+    # Encoded once per (task, tokenizer, token budget) and kept with the converted weights.
+    cache = Path(cfg.assets_dir) / "encoded" if cfg.assets_dir else None
+    train = encoded_split(objective, task.splits["train"], cache)
     eval_split = task.splits[cfg.task.eval_split].shuffle(seed=SPLIT_SEED)
     if cfg.task.eval_max_examples is not None:
         eval_split = eval_split.select(range(min(cfg.task.eval_max_examples, len(eval_split))))
-    eval_data = objective.encode_split(eval_split)
+    eval_data = encoded_split(objective, eval_split, cache)
     check_token_budget(cfg, loaded, task.kind, train, eval_data)
     if cfg.partition.key not in train.column_names:
         raise ConfigError("partition.key", cfg.partition.key, f"a column of the task: {train.column_names}")
@@ -157,7 +161,9 @@ def client_batches(
             idx = order[start : start + batch_size]
             if len(idx) < batch_size and len(order) >= batch_size:
                 break  # drop the ragged tail so every step sees a full batch
-            yield objective.collate(data.select(idx.tolist()))
+            yield objective.collate(
+                data.rows(idx) if isinstance(data, EncodedSplit) else data.select(idx.tolist())
+            )
 
 
 def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[str, Any]:
@@ -183,6 +189,19 @@ def row_base(cfg: RunConfig, method: str, family: str, prep: Prepared) -> dict[s
         "device": str(prep.device),
         "dtype": cfg.dtype,
     }
+
+
+def recording_losses(
+    objective: Objective, sink: list[float]
+) -> Callable[[Sequence[Mapping[str, torch.Tensor]]], list[torch.Tensor]]:
+    """The objective's batched ``losses``, appending every value to ``sink`` as ``recording_loss`` does."""
+
+    def losses(batches: Sequence[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+        values = objective.losses(batches)
+        sink.extend(float(v.detach()) for v in values)
+        return values
+
+    return losses
 
 
 def recording_loss(

@@ -25,7 +25,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -100,6 +101,15 @@ class RunContext:
     cohort_size: int
     # How the server combines the clients' numbers (config ``aggregator``); "mean" = the method's own rule.
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    # losses(batches) -> one scalar per batch on the current weights, in one forward where the objective
+    # can stack them (``Objective.losses``); None: ``loss`` once per batch.
+    losses: Callable[[Sequence[Mapping[str, torch.Tensor]]], list[torch.Tensor]] | None = None
+
+    def batch_losses(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """Each batch's loss on the current working model (equal to ``loss`` per batch up to rounding)."""
+        if self.losses is None:
+            return [self.loss(b) for b in batches]
+        return self.losses(batches)
 
 
 class FederatedMethod(ABC):
@@ -165,6 +175,24 @@ class FederatedMethod(ABC):
     def aggregate(self, round_idx: int, payloads: list[Payload]) -> Payload:
         """Combine the (decoded) uplink payloads, update the global model in ``ctx.model``, and return
         the downlink payload that every client of the round receives."""
+
+    def client_updates(
+        self,
+        round_idx: int,
+        clients: Sequence[ClientData],
+        isolated: Callable[[ClientData], AbstractContextManager[Any]],
+    ) -> list[tuple[Payload, int]]:
+        """Every cohort client's (payload, local steps), in cohort order. By default each client runs
+        ``client_update`` in turn inside ``isolated(client)`` (its own generator for dropout). A method
+        whose clients evaluate the same weights overrides this to share their forward passes
+        (simulation only: each payload must be what the client's own ``client_update`` would send, up
+        to float rounding)."""
+        out = []
+        for client in clients:
+            with isolated(client):
+                payload = self.client_update(round_idx, client)
+            out.append((payload, self.local_steps()))
+        return out
 
     def end_round(self, round_idx: int) -> None:
         """Called after every round's aggregation, also when nothing valid arrived and ``aggregate``

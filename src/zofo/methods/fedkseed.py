@@ -175,8 +175,7 @@ class FedKSeed(FederatedMethod):
         p = self.params
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
         self.trainable = trainable_parameters(self.ctx.model)
-        # One cached z is enough: a step uses one seed four times; seeds rarely repeat across steps.
-        self.dirs = SeededDirections.from_config(self.trainable, self.ctx.zo)
+        self.dirs = SeededDirections.from_config(self.trainable, self.ctx.zo, cache_size=self.cache_size())
         # Shared by FedKSeed and FedKSeed-Pro, so both draw from the same K directions for a run seed.
         self.candidates = [seed32(self.ctx.seed, "fedkseed", "candidate", j) for j in range(p.K)]
         # fp64 sum of the fp32 changes actually broadcast: any client can hold exactly the same numbers.
@@ -197,10 +196,23 @@ class FedKSeed(FederatedMethod):
         self.server_regenerations = 0
         self._deltas: list[torch.Tensor] = []  # every round's broadcast pool change, in order
 
+    def cache_size(self) -> int:
+        """Directions fast mode keeps. A step uses its z four times, so one is enough for the clients;
+        the server then applies the round's pool change along every seed the cohort drew, which would
+        regenerate each of them once more. Keeping the round's directions (up to ``zo.cache_mb``) lets
+        the server reuse them: a kept z is bitwise the regenerated one, so the weights are the same."""
+        zo = self.ctx.zo
+        if zo.mode != "fast":
+            return 1
+        per_direction = sum(p.numel() * p.element_size() for p in self.trainable)
+        fit = (zo.cache_mb << 20) // max(1, per_direction)
+        return max(1, min(self.ctx.cohort_size * self.params.local_steps, fit))
+
     @classmethod
     def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
         # Inference level (weights + 10% for activations), the snapshot of the global weights, w0 for
-        # the rebuilding server, and the cached z in fast mode.
+        # the rebuilding server, and the cached z in fast mode (plus up to zo.cache_mb of the round's
+        # directions kept for the server, a fixed amount rather than a multiple of the model).
         rebuild = params.server_update == "rebuild"
         return 1.1 + 1.0 + (1.0 if rebuild else 0.0) + (1.0 if zo.mode == "fast" else 0.0)
 
@@ -266,16 +278,18 @@ class FedKSeed(FederatedMethod):
 
     @torch.no_grad()
     def _apply(self, delta: torch.Tensor) -> None:
-        before = self.dirs.regenerations
         lr = self.params.lr
         if self.params.server_update == "rebuild":
             self._load(self.w0)
             coeffs = self.pool
         else:
             coeffs = delta.to(torch.float64)
-        for j in torch.nonzero(coeffs).flatten().tolist():
+        seeds = torch.nonzero(coeffs).flatten().tolist()
+        for j in seeds:
             self.dirs.axpy(self.candidates[j], -lr * float(coeffs[j]))
-        self.server_regenerations += self.dirs.regenerations - before
+        # The protocol's cost: a server holds no client's z and regenerates every seed it applies (the
+        # simulation may find some kept from the clients' steps, which changes the time, not the count).
+        self.server_regenerations += len(seeds)
         for g, w in zip(self.global_weights, self.trainable, strict=True):
             g.copy_(w)
 

@@ -8,6 +8,8 @@ magnitude of the estimate is discarded, which is what bounds a Byzantine client'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,6 +71,27 @@ class FeedSign(FederatedMethod):
         # sign(0) has no bit of its own; an exactly-zero estimate is sent as -1 (measure zero in fp32
         # unless the loss ignores the perturbation entirely).
         return {"sign": torch.tensor([p > 0])}
+
+    def client_updates(
+        self,
+        round_idx: int,
+        clients: Sequence[ClientData],
+        isolated: Callable[[ClientData], AbstractContextManager[Any]],
+    ) -> list[tuple[Payload, int]]:
+        """The round's clients all evaluate the same two perturbed weights, w +- eps z(s_t): with
+        ``zo.batch_clients`` their +eps losses come from one batched forward and their -eps losses from
+        another, each client's equal to its own forward's up to float rounding. The weights move three
+        times a round (+eps, -2 eps, then restore and update) instead of twice per client. The model is
+        in eval mode, so no client's forward draws from a generator and ``isolated`` has nothing to
+        keep apart."""
+        if not self.ctx.zo.batch_clients or len(clients) < 2:
+            return super().client_updates(round_idx, clients, isolated)
+        batches = [next(c.batches) for c in clients]
+        with torch.no_grad():
+            estimates = self.dirs.estimates(
+                self.step_seed(round_idx), lambda: self.ctx.batch_losses(batches), hold=True
+            )
+        return [({"sign": torch.tensor([p > 0])}, 1) for p in estimates]
 
     @classmethod
     def aggregators(cls, params: FeedSignParams) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ it is below half an ulp and those weights are not perturbed at all.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,25 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tens
     return {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids}
 
 
+def join_batches(batches: Sequence[Batch], pad_id: int, side: str) -> dict[str, torch.Tensor]:
+    """Collated batches stacked into one, padded to the widest on ``side`` ("left" or "right", as their
+    collate pads): pad tokens are masked out, and a left-padded batch's pad positions get position 0,
+    as ``left_pad`` gives them, so every row is encoded as in its own batch."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+    fill = {"input_ids": pad_id, "attention_mask": 0, "position_ids": 0}
+    out: dict[str, torch.Tensor] = {}
+    for key in batches[0]:
+        parts = []
+        for b in batches:
+            t = b[key]
+            if key in fill and t.shape[1] < width:
+                extra = (width - t.shape[1], 0) if side == "left" else (0, width - t.shape[1])
+                t = torch.nn.functional.pad(t, extra, value=fill[key])
+            parts.append(t)
+        out[key] = torch.cat(parts)
+    return out
+
+
 def clip(text: str, max_tokens: int) -> str:
     """Cut the text well past ``max_tokens`` tokens before tokenising: articles run to thousands of
     tokens and only the first few dozen are kept (no tokenizer here averages over 16 chars/token)."""
@@ -76,11 +96,30 @@ class Objective:
     def encode_split(self, ds: datasets.Dataset) -> datasets.Dataset:
         raise NotImplementedError
 
+    def encoding_key(self) -> dict[str, Any]:
+        """What ``encode_split`` depends on besides the tokenizer and the rows (the key of the encoded
+        data cache, ``zofo.engine.data``): the task config and what the task adds to every prompt. An
+        objective whose encoding reads anything else adds it here."""
+        return {
+            "task_config": dataclasses.asdict(self.cfg),
+            "prompt": self.task.prompt,
+            "label_words": list(self.task.label_words),
+            "label_names": list(self.task.label_names),
+            "kind": self.task.kind,
+            "pad_id": self.pad_id,
+        }
+
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def loss(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def losses(self, batches: Sequence[Batch]) -> list[torch.Tensor]:
+        """Each batch's loss on the current weights, as ``loss`` gives it. An objective that can stack
+        batches of different sizes and widths into one forward overrides this (classification does);
+        this fallback runs one forward per batch."""
+        return [self.loss(b) for b in batches]
 
     def evaluate(self, ds: datasets.Dataset) -> dict[str, float]:
         raise NotImplementedError

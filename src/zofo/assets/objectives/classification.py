@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zofo.assets.metrics import load_metric
-from zofo.assets.objectives.base import Batch, Objective, clip, encode_rows, left_pad
+from zofo.assets.objectives.base import Batch, Objective, clip, encode_rows, join_batches, left_pad
 from zofo.assets.tasks.base import TaskData
 from zofo.core.config import TaskConfig
 from zofo.core.errors import ConfigError
@@ -58,9 +58,21 @@ class LabelWordObjective(Objective):
         # float32 scores whatever the model's dtype: the loss is computed in float32.
         return out.logits[:, -1, :].index_select(-1, self.label_token_ids).float()
 
+    # Where collate pads: a prompt's last token stays at position -1, where the label word is scored.
+    padding_side = "left"
+
     def loss(self, batch: Batch) -> torch.Tensor:
         batch = self.on_device(batch)
         return F.cross_entropy(self.scores(batch), batch["labels"])
+
+    def losses(self, batches: Sequence[Batch]) -> list[torch.Tensor]:
+        """Each batch's mean cross-entropy from one forward over all of them: the same numbers as
+        ``loss`` per batch up to float rounding (the products see another shape)."""
+        if len(batches) < 2:
+            return [self.loss(b) for b in batches]
+        joined = self.on_device(join_batches(batches, self.pad_id, self.padding_side))
+        per_example = F.cross_entropy(self.scores(joined), joined["labels"], reduction="none")
+        return [part.mean() for part in per_example.split([len(b["labels"]) for b in batches])]
 
     @torch.no_grad()
     def evaluate(self, ds: datasets.Dataset) -> dict[str, float]:
@@ -110,6 +122,8 @@ class EncoderClassifier(nn.Module):
 
 class EncoderHeadObjective(LabelWordObjective):
     """Encoder classification; shares tokenisation, batching and evaluation with label-word scoring."""
+
+    padding_side = "right"  # BERT-style absolute positions start at the first real token
 
     def __init__(self, model: nn.Module, tokenizer: Any, task: TaskData, cfg: TaskConfig):
         Objective.__init__(self, model, tokenizer, task, cfg)
