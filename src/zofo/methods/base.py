@@ -202,10 +202,12 @@ class FederatedMethod(ABC):
         catch-up from round 0, and nothing in round 1: under full participation nothing is ever caught up.
 
         Default None: right for a method whose broadcast is its whole global state (FedAvg's weights,
-        FedAvg-LoRA's averaged adapters on fixed base weights, one-shot's single round), which a
+        FedAvg-LoRA's averaged adapters with separate averaging, one-shot's single round), which a
         returning client receives in full in its next broadcast. A method whose broadcast is a change
         that every party applies to its own copy (FeedSign's vote, ZO-FedSGD's pairs, FedKSeed's pool
         change) must return what the client missed (``BroadcastLog`` keeps it for replayed broadcasts).
+        Ferret's broadcasts and FedAvg-LoRA's exact-averaging residuals are such changes and declare no
+        catch-up: under partial participation their downlink leaves it out.
         """
         return None
 
