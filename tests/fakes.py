@@ -57,6 +57,7 @@ def make_run(
     down_bits: int | None = None,
     bits_up_cum: Sequence[int] | None = None,
     formula: tuple[int, int] | None = None,
+    catch_up_cum: Sequence[int] | None = None,
     rejected_cum: Sequence[int] | None = None,
     client: Sequence[float] | None = None,
     server: Sequence[float] | None = None,
@@ -70,8 +71,9 @@ def make_run(
     empty ``metrics`` is a run that failed before its first row. Bits: each trained round every client
     of the cohort (``clients_per_round``, else all ``num_clients``) sends ``up_bits`` up and receives
     ``down_bits`` (default: as many), unless ``bits_up_cum`` gives the cumulative uplink per row
-    (downlink then 0). Per-row lists (``rejected_cum``, seconds, ``rss``, ``eval_loss``) default to
-    zeros / absent.
+    (downlink then 0); ``catch_up_cum`` adds returning clients' catch-up downloads, cumulative per row
+    (bits_catch_up is each row's share), to the downlink. Per-row lists (``rejected_cum``, seconds,
+    ``rss``, ``eval_loss``) default to zeros / absent.
     ``parameters=None`` leaves the model size out of meta.json (a run written by another program);
     ``config`` is laid over the run's config (a grid value, ``device``, ``dtype``); ``alpha=inf`` is an
     iid partition.
@@ -107,11 +109,13 @@ def make_run(
     writer = RunWriter(out, meta)
     cohort = clients_per_round or num_clients
     zeros = [0.0] * len(metrics)
+    caught_up = [0, *(catch_up_cum or [0] * len(metrics))]
     for i, metric in enumerate(metrics):
         rnd = i * eval_every
         up = int(bits_up_cum[i]) if bits_up_cum is not None else up_bits * cohort * rnd
         per_client_down = up_bits if down_bits is None else down_bits
         down = 0 if bits_up_cum is not None else per_client_down * cohort * rnd
+        down += caught_up[i + 1]
         row = {
             "method": method,
             "family": FAMILY[method],
@@ -131,6 +135,7 @@ def make_run(
             "bits_down": 0,
             "bits_up_cum": up,
             "bits_down_cum": down,
+            "bits_catch_up": caught_up[i + 1] - caught_up[i],
             "rejected_cum": int((rejected_cum or [0] * len(metrics))[i]),
             "client_seconds": (client or zeros)[i],
             "server_seconds": (server or zeros)[i],

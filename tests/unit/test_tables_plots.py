@@ -187,6 +187,33 @@ def test_communication_table_checks_counted_bits_against_the_formula(tmp_path: P
     assert c.loc[0, "matches_formula"] is None
 
 
+def test_the_communication_table_counts_catch_up_in_the_downlink_and_checks_the_rest(tmp_path: Path) -> None:
+    # FeedSign, 2 of 5 clients a round, 4 rounds: 1 bit up and 1 vote down per client and round, and
+    # returning clients downloaded 6 missed votes by round 2 and 10 by round 4.
+    run = write_run(
+        tmp_path, "feedsign", 0, [0.2, 0.3, 0.4], clients_per_round=2, formula=(1, 1), catch_up_cum=[0, 6, 10]
+    )
+    runs = run_tables([run])[0]
+    assert runs.loc[0, "bits_catch_up_total"] == 10 and runs.loc[0, "bits_down_total"] == 1 * 2 * 4 + 10
+    c = tables.communication_table(runs).set_index("method")
+    assert c.loc["feedsign", "bits_down_per_client_round"] == (8 + 10) / 4 / 2
+    assert c.loc["feedsign", "catch_up_per_client_round"] == 10 / 4 / 2
+    # The broadcasts alone are the formula's 1 bit per client and round.
+    assert c.loc["feedsign", "matches_formula"]
+    shown = tables.format_communication_table(c.reset_index())
+    assert (shown.loc[0, "downlink / client / round"], shown.loc[0, "of which catch-up"]) == (
+        "2.25 bit",
+        "1.25 bit",
+    )
+
+    # A run table written before catch-up was counted (no column) is checked as before.
+    c = tables.communication_table(runs.drop(columns="bits_catch_up_total"))
+    assert c.loc[0, "catch_up_per_client_round"] == 0
+    assert c.loc[0, "matches_formula"] == False  # noqa: E712 (checked and off, not None)
+    with pytest.raises(ValueError, match="feedsign .*counted 1 up / 2.25 down"):
+        tables.check_communication(c)
+
+
 def test_a_grid_value_splits_the_communication_table(tmp_path: Path) -> None:
     # K = 4 and K = 16 send different payloads: one row each, each checked against its own formula,
     # rather than one row averaging them (which could match no formula).

@@ -142,6 +142,33 @@ def test_bits_off_the_formula_are_caught(runs: Path) -> None:
     assert "row 2 (round 1): bits_up 3, the formula gives 2 x 3 clients x 1 rounds = 6" in problems[0].message
 
 
+def test_catch_up_in_a_run_where_every_client_takes_part_in_every_round_is_caught(runs: Path) -> None:
+    folder = runs / RUN
+
+    def add_catch_up(rows: list[dict]) -> list[dict]:
+        # 5 bits more downlink in round 2, marked as catch-up, the cumulative counts kept consistent.
+        rows[2] = {**rows[2], "bits_down": rows[2]["bits_down"] + 5, "bits_catch_up": 5}
+        return [*rows[:2], *({**r, "bits_down_cum": r["bits_down_cum"] + 5} for r in rows[2:])]
+
+    edit_rows(folder, add_catch_up, keep_digest=False)
+    problems = verify_run(folder)
+    assert checks(problems) == {"bits"}
+    assert problems[0].message == "row 3 (round 2): bits_catch_up 5 with every client in every round"
+
+
+def test_a_catch_up_total_the_rows_do_not_hold_is_caught(runs: Path) -> None:
+    # FedKSeed reports its own total (describe); the rows must hold exactly that many catch-up bits.
+    folder = runs / RUN
+    edit_meta(folder, lambda m: {**m, "describe": {**m["describe"], "catch_up_bits_down": 32}})
+    problems = verify_run(folder)
+    assert checks(problems) == {"bits"}
+    assert problems[0].message == "the method counted 32 catch-up bits down, the rows' bits_catch_up sum to 0"
+    edit_rows(
+        folder, lambda rows: [{k: v for k, v in r.items() if k != "bits_catch_up"} for r in rows], False
+    )
+    assert verify_run(folder)[0].message.endswith("sum to 0 (the rows predate the column)")
+
+
 def test_cumulative_counts_that_do_not_add_up_are_caught(runs: Path) -> None:
     folder = runs / RUN
     edit_rows(folder, lambda rows: [*rows[:2], {**rows[2], "bits_up_cum": 0}, *rows[3:]], keep_digest=False)

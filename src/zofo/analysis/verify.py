@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zofo.core.config import HASH_WHEN_SET, config_hash, flat_keys
+from zofo.core.config import HASH_WHEN_SET, NOT_IDENTITY, config_hash, flat_keys
 from zofo.engine.record import COLUMN_DEFAULTS, FINISHED, LOCK, META, ROUND_COLUMNS, ROUNDS, read_rows
 
 # What each check asks of a run folder (the ``check`` of a Problem).
@@ -35,7 +35,8 @@ CHECKS = {
     "digest": "rounds.jsonl is the file meta.json describes (its recorded sha256)",
     "hash": "the recorded config hash is the hash of the recorded config",
     "declared": "the recorded config is the one the workflow declares for the folder",
-    "bits": "each row's counted bits are the method's formula x clients x rounds since the last row",
+    "bits": "each row's counted bits are the method's formula x clients x rounds since the last row, the "
+    "downlink's catch-up part aside; catch-up only under partial participation, and FedKSeed's own total",
 }
 
 # Keys a recorded config may lack, with the value its run had: each key entered RunConfig after runs
@@ -44,7 +45,8 @@ CHECKS = {
 # The keys the hash leaves out at their defaults (HASH_WHEN_SET) are exactly such keys; zo.fuse is the one
 # whose value before it existed is not its default.
 ADDED_KEYS: dict[str, Any] = {**HASH_WHEN_SET, "zo.fuse": False}
-NOT_COMPARED = ("device",)
+# Keys outside a run's identity (where it computed, its caches): never named as a difference.
+NOT_COMPARED = NOT_IDENTITY
 # Types a row's value may have, by the schema's dtype (NaN and null are values of a float column:
 # whether they are allowed is the checks' business, not the schema's).
 _TYPES = {"int64": (int,), "float64": (int, float, type(None)), "string": (str,)}
@@ -97,7 +99,8 @@ def config_differences(recorded: Mapping[str, Any], declared: Mapping[str, Any])
     return [
         f"{k} (recorded {a.get(k, missing)!r}, declared {b.get(k, missing)!r})"
         for k in sorted(set(a) | set(b))
-        if k.split(".")[0] not in NOT_COMPARED and a.get(k, missing) != b.get(k, missing)
+        if not any(k == n or k.startswith(f"{n}.") for n in NOT_COMPARED)
+        and a.get(k, missing) != b.get(k, missing)
     ]
 
 
@@ -322,28 +325,60 @@ def _check_counts(rows: list[dict[str, Any]], fail: Any) -> None:
 
 
 def _check_bits(rows: list[dict[str, Any]], cfg: dict[str, Any], meta: dict[str, Any], fail: Any) -> None:
-    formula = meta.get("formula_bits")
-    if not isinstance(formula, dict):
-        return
     part, fed = cfg.get("partition") or {}, cfg.get("federation") or {}
     cohort = fed.get("clients_per_round") or part.get("num_clients")
-    if not isinstance(cohort, int):
-        return
-    bad = []
-    for i in range(1, len(rows)):
+    bad = _catch_up_problems(rows, isinstance(cohort, int) and cohort == part.get("num_clients"), meta)
+    formula = meta.get("formula_bits")
+    checked = len(rows) if isinstance(formula, dict) and isinstance(cohort, int) else 0
+    for i in range(1, checked):
         row, rounds = rows[i], rows[i].get("round", 0) - rows[i - 1].get("round", 0)
         # A round with rejected payloads broadcasts to fewer clients (or to none): not the formula's.
         if row.get("rejected"):
             continue
-        for col, key in (("bits_up", "uplink"), ("bits_down", "downlink")):
-            want = formula.get(key)
-            if _finite(want) and row.get(col) != want * cohort * rounds:
+        # The formula is per round; what returning clients downloaded for rounds they missed is on top
+        # (a value that is not a count is named by the schema check).
+        catch_up = _catch_up(row)
+        for col, key, extra in (("bits_up", "uplink", 0), ("bits_down", "downlink", catch_up)):
+            want, got = formula.get(key), row.get(col)
+            if _finite(want) and (not _finite(got) or got - extra != want * cohort * rounds):
+                counted = f"{col} {got}" + (f" - bits_catch_up {extra}" if extra else "")
                 bad.append(
-                    f"row {i + 1} (round {row['round']}): {col} {row.get(col)}, the formula gives "
+                    f"row {i + 1} (round {row['round']}): {counted}, the formula gives "
                     f"{want} x {cohort} clients x {rounds} rounds = {want * cohort * rounds}"
                 )
     if bad:
         fail("bits", _named(bad))
+
+
+def _catch_up(row: dict[str, Any]) -> int:
+    """The row's catch-up downlink: 0 in a row written before the column existed or not a count."""
+    value = row.get("bits_catch_up", COLUMN_DEFAULTS["bits_catch_up"])
+    return value if _finite(value) else 0
+
+
+def _catch_up_problems(rows: list[dict[str, Any]], everyone: bool, meta: dict[str, Any]) -> list[str]:
+    """The rows' catch-up downlink against what bounds it: a part of bits_down; none when every client
+    takes part in every round (nobody misses one); and, where the method counted its own total
+    (FedKSeed's describe: its returning clients x K fp32), exactly that total."""
+    bad = []
+    for i, row in enumerate(rows, 1):
+        extra, down = _catch_up(row), row.get("bits_down")
+        if _finite(down) and not 0 <= extra <= down:
+            bad.append(
+                f"row {i} (round {row['round']}): bits_catch_up {extra} is not within 0 .. bits_down {down}"
+            )
+        elif extra and everyone:
+            bad.append(
+                f"row {i} (round {row['round']}): bits_catch_up {extra} with every client in every round"
+            )
+    own = (meta.get("describe") or {}).get("catch_up_bits_down")
+    total = sum(_catch_up(r) for r in rows)
+    if meta.get("status") == "ok" and _finite(own) and own != total:
+        predate = "" if any("bits_catch_up" in r for r in rows) else " (the rows predate the column)"
+        bad.append(
+            f"the method counted {own} catch-up bits down, the rows' bits_catch_up sum to {total}{predate}"
+        )
+    return bad
 
 
 def verify_runs(

@@ -230,6 +230,7 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                     "train_loss": None,
                     "bits_up": 0,
                     "bits_down": 0,
+                    "bits_catch_up": 0,
                     "rejected": 0,
                     "client_seconds": 0.0,
                     "server_seconds": 0.0,
@@ -245,7 +246,7 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
             dynamic_ncols=True,
         )
         bar.set_postfix(metric=f"{row['metric']:.3f}")
-        since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0, "rejected": 0}
+        since = {"up": 0, "down": 0, "catch_up": 0, "client": 0.0, "server": 0.0, "rejected": 0}
         for r in bar:
             cohort = sample_cohort(cfg.partition.num_clients, cohort_size, numpy_rng(cfg.seed, "cohort", r))
             seen_losses.clear()
@@ -264,6 +265,12 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                 )
                 for k in cohort
             ]
+            # What each client missed while absent, downloaded before it computes (base: catch_up).
+            for k in cohort:
+                if (missed := method.catch_up(r, k)) is not None:
+                    _, bits = transmit(missed, device)
+                    since["down"] += bits
+                    since["catch_up"] += bits
 
             # Dropout draws from torch's global generator (the CPU's, or the GPU's for a model on it);
             # seeding it per (round, client) inside a fork keeps those draws reproducible and invisible
@@ -322,12 +329,13 @@ def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
                         "train_loss": train_loss,
                         "bits_up": since["up"],
                         "bits_down": since["down"],
+                        "bits_catch_up": since["catch_up"],
                         "rejected": since["rejected"],
                         "client_seconds": since["client"],
                         "server_seconds": since["server"],
                     },
                 )
-                since = {"up": 0, "down": 0, "client": 0.0, "server": 0.0, "rejected": 0}
+                since = {"up": 0, "down": 0, "catch_up": 0, "client": 0.0, "server": 0.0, "rejected": 0}
                 if math.isfinite(row["eval_loss"]):
                     checkpoint(r)
                 # A method may compute no training loss (the round's train_loss is then null).

@@ -57,6 +57,9 @@ ROUND_COLUMNS: dict[str, str] = {
     "bits_down": "int64",
     "bits_up_cum": "int64",
     "bits_down_cum": "int64",
+    # the part of bits_down that returning clients downloaded to catch up on rounds they missed
+    # (zofo.methods.base.FederatedMethod.catch_up); bits_down minus it is the broadcasts' per-round count
+    "bits_catch_up": "int64",
     # payloads the server rejected (malformed, non-finite, unexpected seed) since the last row / in all
     "rejected": "int64",
     "rejected_cum": "int64",
@@ -84,6 +87,8 @@ COLUMN_DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "dtype": "float32",
     "peak_device_mb": None,
+    # Runs written before catch-up was counted recorded none (zofo check compares FedKSeed's own total).
+    "bits_catch_up": 0,
 }
 HIGHER_IS_BETTER = {"accuracy": True, "rouge_l": True}
 PACKAGES = (

@@ -16,7 +16,8 @@ touch and the shapes the server accepts), the bits its paper says it sends (``fo
 settings the test suites run it with (``test_params``). ``declaration_problems`` lists what a class
 lacks (the contract suite reports it), and reading a missing ``uplink`` or ``test_params`` raises
 ``MethodDeclarationError`` naming the class and what to add. The server's choice between the method's
-own rule and a configured robust one is ``combine_clients``, here once for every method. Methods
+own rule and a configured robust one is ``combine_clients``, here once for every method; what a client
+returning after missed rounds must download first is ``catch_up``, counted by the engine. Methods
 outside this package join through ``zofo.core.registry`` (an entry point or ``ZOFO_METHOD_PACKAGES``).
 """
 
@@ -215,6 +216,29 @@ class FederatedMethod(ABC):
         """Variant information recorded in the run metadata (e.g. tie rules, paper vs code)."""
         return {}
 
+    def catch_up(self, round_idx: int, client_id: int) -> Payload | None:
+        """What client ``client_id`` must download before it can compute in round ``round_idx``, beyond
+        the broadcasts it received, as the message a server would send it; None: nothing.
+
+        The engine asks for every client of the round's cohort, before its ``client_update``, and counts
+        the message through the wire codec in the round's downlink (``bits_down``; ``bits_catch_up``
+        is that part alone). Asking changes nothing: ``client_update`` is where a method notes that
+        the client is synced. The engine counts each round's broadcast once per client of that round,
+        so a client that took part in the previous round holds the current global model; one absent
+        since round t needs what rounds t+1 .. round_idx-1 changed. Every client holds the pretrained
+        weights w0 from the start (no method counts their distribution), so a client's first round is a
+        catch-up from round 0, and nothing in round 1: under full participation nothing is ever caught up.
+
+        Default None: right for a method whose broadcast is its whole global state (FedAvg's weights,
+        FedAvg-LoRA's averaged adapters with separate averaging, one-shot's single round), which a
+        returning client receives in full in its next broadcast. A method whose broadcast is a change
+        that every party applies to its own copy (FeedSign's vote, ZO-FedSGD's pairs, FedKSeed's pool
+        change) must return what the client missed (``BroadcastLog`` keeps it for replayed broadcasts).
+        Ferret's broadcasts and FedAvg-LoRA's exact-averaging residuals are such changes and declare no
+        catch-up: under partial participation their downlink leaves it out.
+        """
+        return None
+
     def formula_bits(self, d: int, n: int) -> tuple[int, int] | None:
         """Bits per round the method's definition says it sends (paper and code): (uplink of one
         client, downlink to each receiving client), for d trainable parameters and n clients in the
@@ -308,6 +332,43 @@ class FederatedMethod(ABC):
         Default: the family's (zofo.core.device.MEMORY_FACTORS); a method that keeps more model-sized
         tensors (snapshots, cached directions, clients' updates) adds them."""
         return MEMORY_FACTORS[cls.family]
+
+
+class BroadcastLog:
+    """The broadcasts a returning client missed, for a method whose global model is w0 plus every
+    round's broadcast applied in order (FeedSign's votes, ZO-FedSGD's (seed, scalar) pairs): its
+    catch-up is those broadcasts, concatenated field by field in round order. Which rounds and how
+    many entries each holds are protocol knowledge, as every payload's shape is (the codec sends no
+    header). A method keeps one as state (``state_attrs``), calls ``joined`` from ``client_update``
+    and ``sent`` from ``aggregate``, and returns ``missed`` from ``catch_up``."""
+
+    def __init__(self, num_clients: int):
+        self.num_clients = num_clients
+        # Round -> its broadcast (CPU copies), kept while some client has not received it.
+        self.broadcasts: dict[int, Payload] = {}
+        # Client -> the last round whose broadcast it received (absent: 0, i.e. w0).
+        self.last_round: dict[int, int] = {}
+
+    def missed(self, round_idx: int, client_id: int) -> Payload | None:
+        """The broadcasts of the rounds after the client's last one and before ``round_idx``."""
+        last = self.last_round.get(client_id, 0)
+        rounds = [r for r in sorted(self.broadcasts) if last < r < round_idx]
+        if not rounds:
+            return None
+        names = self.broadcasts[rounds[0]]
+        return {name: torch.cat([self.broadcasts[r][name].reshape(-1) for r in rounds]) for name in names}
+
+    def joined(self, round_idx: int, client_id: int) -> None:
+        """The client takes part in ``round_idx``: it caught up and receives that round's broadcast
+        (also when the server rejects its payload)."""
+        self.last_round[client_id] = round_idx
+
+    def sent(self, round_idx: int, broadcast: Payload) -> None:
+        """Record the round's broadcast; forget those every client has received."""
+        self.broadcasts[round_idx] = {k: v.detach().to("cpu", copy=True) for k, v in broadcast.items()}
+        oldest = min(self.last_round.get(k, 0) for k in range(self.num_clients))
+        for r in [r for r in self.broadcasts if r <= oldest]:
+            del self.broadcasts[r]
 
 
 def declaration_problems(cls: type[FederatedMethod]) -> list[str]:

@@ -32,12 +32,14 @@ they are not sent per round.
 Catch-up. The engine counts the per-round broadcast dA to that round's cohort. A client that was absent
 since it last synced after round t must first download A_now - A_t (K fp32) and regenerate each seed
 whose entry changed; the official code skips this by deep-copying the server model. The method tracks
-the round every client last synced and counts, per returning client, one extra K-scalar download and
-the number of nonzero entries of A_now - A_t (the regenerations it would run; the simulated working
-model already holds the global weights, so they are counted, not executed). A client's first round
-counts as a catch-up from w0 and A = 0 (t = 0), except in round 1. Totals are reported by
-``describe()``: catch_up_clients, catch_up_bits_down, catch_up_regenerations (and server_regenerations,
-the server's own update cost).
+the round every client last synced; ``catch_up`` is the message A_now - A_t, which the engine counts in
+the round's downlink (``bits_down``, ``bits_catch_up``), and ``client_update`` counts the number of
+nonzero entries of A_now - A_t (the regenerations it would run; the simulated working model already
+holds the global weights, so they are counted, not executed). A client's first round counts as a
+catch-up from w0 and A = 0 (t = 0), except in round 1: every client holds w0, and before round 1 there
+is nothing to catch up on. Totals are reported by ``describe()``: catch_up_clients, catch_up_bits_down
+(the sum of the rows' bits_catch_up), catch_up_regenerations (and server_regenerations, the server's
+own update cost).
 
 Seed draws come from a generator derived from (run seed, round, client): runs are reproducible and the
 draws of one client do not depend on the others.
@@ -167,7 +169,7 @@ class FedKSeed(FederatedMethod):
         "_cohort",
         "_synced",
         "_pool_at",
-        "catch_up",
+        "catch_up_count",
         "server_regenerations",
     )
 
@@ -192,7 +194,7 @@ class FedKSeed(FederatedMethod):
         # and the pool as it was at every round some client is still synced to.
         self._synced: dict[int, int] = {}
         self._pool_at: dict[int, torch.Tensor] = {0: self.pool.clone()}
-        self.catch_up = {"clients": 0, "regenerations": 0}
+        self.catch_up_count = {"clients": 0, "regenerations": 0}
         self.server_regenerations = 0
         self._deltas: list[torch.Tensor] = []  # every round's broadcast pool change, in order
 
@@ -227,12 +229,23 @@ class FedKSeed(FederatedMethod):
             return torch.randint(self.params.K, (tau,), generator=gen)
         return torch.multinomial(self.probabilities, tau, replacement=True, generator=gen)
 
-    def _catch_up(self, client_id: int) -> None:
+    def _pool_change(self, client_id: int) -> torch.Tensor | None:
+        """A_now - A_t for a client last synced after round t, as the server sends it (fp32); None when
+        the client holds the current pool."""
         last = self._synced.get(client_id, 0)
-        if last < self.pool_round:
-            change = self.pool - self._pool_at[last]
-            self.catch_up["clients"] += 1
-            self.catch_up["regenerations"] += int(torch.count_nonzero(change))
+        if last >= self.pool_round:
+            return None
+        return (self.pool - self._pool_at[last]).to(torch.float32)
+
+    def catch_up(self, round_idx: int, client_id: int) -> Payload | None:
+        change = self._pool_change(client_id)
+        return None if change is None else {"change": change}
+
+    def _count_catch_up(self, client_id: int) -> None:
+        change = self._pool_change(client_id)
+        if change is not None:
+            self.catch_up_count["clients"] += 1
+            self.catch_up_count["regenerations"] += int(torch.count_nonzero(change))
         self._sync(client_id)
 
     def _sync(self, client_id: int) -> None:
@@ -252,7 +265,7 @@ class FedKSeed(FederatedMethod):
         """Hook for per-step statistics (FedKSeed-Pro's step history); plain FedKSeed keeps none."""
 
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
-        self._catch_up(client.client_id)
+        self._count_catch_up(client.client_id)
         self._cohort.setdefault(round_idx, []).append((client.client_id, client.num_examples))
         lr = self.params.lr
         draws = self.seed_draws(round_idx, client.client_id)
@@ -371,9 +384,9 @@ class FedKSeed(FederatedMethod):
             "weighting": p.weighting,
             "seed_sampling": "uniform",
             "probabilities_from_broadcasts": True,
-            "catch_up_clients": self.catch_up["clients"],
-            "catch_up_bits_down": self.catch_up["clients"] * 32 * p.K,
-            "catch_up_regenerations": self.catch_up["regenerations"],
+            "catch_up_clients": self.catch_up_count["clients"],
+            "catch_up_bits_down": self.catch_up_count["clients"] * 32 * p.K,
+            "catch_up_regenerations": self.catch_up_count["regenerations"],
             "server_regenerations": self.server_regenerations,
         }
 

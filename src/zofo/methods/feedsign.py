@@ -4,6 +4,10 @@ Per step t every client estimates the projected gradient along the *same* direct
 is derived from the run seed and t (nothing to download but the vote), and uploads only its sign. The
 server broadcasts the majority vote v_t, and every party applies w -= lr * v_t * z(s_t): the
 magnitude of the estimate is discarded, which is what bounds a Byzantine client's influence to one vote.
+
+Catch-up. A client absent for m steps downloads the m votes it missed (m bits; the step seeds derive
+from the run seed and the step) and applies them before it takes part: ``catch_up``, counted in the
+run's downlink. Its first step counts as a return from w0 (nothing in step 1).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from zofo.core.config import ZOConfig, positive
 from zofo.core.registry import METHODS
 from zofo.core.seeds import derive, seed32
 from zofo.core.zo import SeededDirections, trainable_parameters
-from zofo.methods.base import ClientData, FederatedMethod, Field, Payload
+from zofo.methods.base import BroadcastLog, ClientData, FederatedMethod, Field, Payload
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,13 @@ class FeedSign(FederatedMethod):
     reference = "FeedSign, arXiv 2501.17610 (abstract and reviews; no official code available)"
     uplink = {"sign": Field("sign", (1,), torch.bool)}  # True = a positive projected gradient
     test_params = {"lr": 1e-3}
+    # The votes some client has not received yet: what a returning client downloads (catch_up).
+    state_attrs = ("broadcasts",)
 
     def setup(self) -> None:
         self.ctx.model.eval()  # ZO compares two losses: no dropout noise between them
         self.dirs = SeededDirections.from_config(trainable_parameters(self.ctx.model), self.ctx.zo)
+        self.broadcasts = BroadcastLog(self.ctx.num_clients)
 
     @classmethod
     def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
@@ -62,7 +69,11 @@ class FeedSign(FederatedMethod):
     def step_seed(self, round_idx: int) -> int:
         return seed32(self.ctx.seed, "feedsign", "step", round_idx)
 
+    def catch_up(self, round_idx: int, client_id: int) -> Payload | None:
+        return self.broadcasts.missed(round_idx, client_id)
+
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
+        self.broadcasts.joined(round_idx, client.client_id)
         batch = next(client.batches)
         with torch.no_grad():
             # Every client of the round perturbs along the same z: held at -eps, the next client's
@@ -86,6 +97,8 @@ class FeedSign(FederatedMethod):
         keep apart."""
         if not self.ctx.zo.batch_clients or len(clients) < 2:
             return super().client_updates(round_idx, clients, isolated)
+        for c in clients:
+            self.broadcasts.joined(round_idx, c.client_id)
         batches = [next(c.batches) for c in clients]
         with torch.no_grad():
             estimates = self.dirs.estimates(
@@ -105,7 +118,9 @@ class FeedSign(FederatedMethod):
             tie_break = 1 if derive(self.ctx.seed, "feedsign", "tie", round_idx) & 1 else -1
         vote = majority_vote(signs, tie_break)
         self.dirs.update(self.step_seed(round_idx), self.params.lr * vote)
-        return {"vote": torch.tensor([vote > 0])}
+        broadcast = {"vote": torch.tensor([vote > 0])}
+        self.broadcasts.sent(round_idx, broadcast)
+        return broadcast
 
     def end_round(self, round_idx: int) -> None:
         self.dirs.settle()  # no valid sign arrived: nothing absorbed the held perturbation

@@ -25,8 +25,9 @@ law by rejection, 5x slower on CPU, and Ferret draws about K x d numbers per cli
 direction lets the server regenerate any direction on its own, one d_l-sized buffer at a time. With
 ``zo.generator: philox`` the numbers are ``zofo.core.philox.truncated_normal_`` (the same inverse CDF in fixed
 point): identical on every device, so client and server may differ in hardware. With ``torch`` they come
-from a torch generator on the parameters' device: client and server must then share the device type
-and model, which the simulation always does.
+from a torch generator on the parameters' device, whose fp32 numbers can differ between GPU models and
+between CPU instruction sets (vectorised kernels round differently): client and server must then
+compute on the same hardware, which the simulation always does.
 
 Variant "paper" (default). Every client draws its own 32-bit seed. The client uses exactly K directions:
 K_l proportional to ||delta_l|| / rho_l, at least 1 per block (blocks whose share falls below 1 get 1,

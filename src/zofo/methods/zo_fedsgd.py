@@ -2,6 +2,10 @@
 
 Client k draws its own 32-bit seed s_k, estimates p_k along z(s_k) and uploads (s_k, p_k): 64 bits.
 The server broadcasts all N pairs so every party can apply w -= (lr / N) * sum_k p_k z(s_k).
+
+Catch-up. A client absent since round t downloads every pair broadcast in rounds t+1 .. now-1 (64 bits
+per aggregated client of each) and replays them before it takes part: ``catch_up``, counted in the
+run's downlink. Its first round counts as a return from w0 (nothing in round 1).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from zofo.core.config import ZOConfig, positive
 from zofo.core.registry import METHODS
 from zofo.core.seeds import seed32
 from zofo.core.zo import SeededDirections, trainable_parameters
-from zofo.methods.base import ClientData, FederatedMethod, Field, Payload
+from zofo.methods.base import BroadcastLog, ClientData, FederatedMethod, Field, Payload
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ZOFedSGD(FederatedMethod):
         "grad": Field("scalar", (1,), torch.float32),  # p_k, the projected gradient along z(s_k)
     }
     test_params = {"lr": 1e-3}
+    # The pairs some client has not received yet: what a returning client downloads (catch_up).
+    state_attrs = ("broadcasts",)
 
     def setup(self) -> None:
         self.ctx.model.eval()
@@ -44,13 +50,18 @@ class ZOFedSGD(FederatedMethod):
         self.dirs = SeededDirections.from_config(
             trainable_parameters(self.ctx.model), self.ctx.zo, cache_size=self.ctx.cohort_size
         )
+        self.broadcasts = BroadcastLog(self.ctx.num_clients)
 
     @classmethod
     def memory_factor(cls, params: Any, zo: ZOConfig, cohort_size: int) -> float:
         # Inference level (weights + 10% for activations), plus every client's cached z in fast mode.
         return 1.1 + (cohort_size if zo.mode == "fast" else 0.0)
 
+    def catch_up(self, round_idx: int, client_id: int) -> Payload | None:
+        return self.broadcasts.missed(round_idx, client_id)
+
     def client_update(self, round_idx: int, client: ClientData) -> Payload:
+        self.broadcasts.joined(round_idx, client.client_id)
         batch = next(client.batches)
         seed = self.client_seed(round_idx, client.client_id)
         with torch.no_grad():
@@ -97,7 +108,9 @@ class ZOFedSGD(FederatedMethod):
         for pl, step in zip(payloads, steps, strict=True):
             if step is not None:
                 self.dirs.update(int(pl["seed"].item()), step)
-        return {
+        broadcast = {
             "seeds": torch.cat([pl["seed"] for pl in payloads]),
             "grads": torch.cat([pl["grad"] for pl in payloads]),
         }
+        self.broadcasts.sent(round_idx, broadcast)
+        return broadcast

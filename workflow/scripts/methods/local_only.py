@@ -94,6 +94,7 @@ with job_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake injects it)
         "bits_down": 0,
         "bits_up_cum": 0,
         "bits_down_cum": 0,
+        "bits_catch_up": 0,
         "rejected": 0,
         "rejected_cum": 0,
     }

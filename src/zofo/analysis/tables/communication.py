@@ -17,6 +17,7 @@ COMMUNICATION_COLUMNS: tuple[str, ...] = (
     "n_runs",
     "bits_up_per_client_round",
     "bits_down_per_client_round",
+    "catch_up_per_client_round",
     "bits_up_per_round",
     "per_run_spread",
     "formula_up",
@@ -32,13 +33,17 @@ def communication_table(runs: pd.DataFrame, grid: Sequence[str] = ()) -> pd.Data
     Per run of ``run_table`` that trained a round, of every status (the bits a diverged run sent before
     its last evaluation are as real as those of an ok run): its ``bits_*_per_client_round``. Columns:
     group keys, grid columns, ``cohort_size``, ``n_runs``, ``bits_up_per_client_round``,
-    ``bits_down_per_client_round`` (means over runs), ``bits_up_per_round`` (all clients of a round) and
-    ``per_run_spread`` (max - min of the uplink figure across runs; 0 when payload sizes are fixed).
+    ``bits_down_per_client_round`` (means over runs; the downlink includes the catch-up),
+    ``catch_up_per_client_round`` (the part of that downlink which clients returning after missed rounds
+    downloaded first: ``bits_catch_up_total`` over rounds and cohort; 0 under full participation),
+    ``bits_up_per_round`` (all clients of a round) and ``per_run_spread`` (max - min of the uplink
+    figure across runs; 0 when payload sizes are fixed).
 
     The check against the methods' formulas: ``formula_up`` / ``formula_down`` are what each method's
     ``formula_bits`` gave for the run's model and cohort (recorded by the engine from parameters and
     sizes, never from payloads), ``matches_formula`` whether every run's counted bits equal them
-    exactly (empty when a run has no formula, e.g. one written by a workflow rule), and
+    exactly, the downlink without its catch-up, which no per-round formula holds (empty when a run has
+    no formula, e.g. one written by a workflow rule), and
     ``up_vs_fedavg`` the uplink as a fraction of FedAvg's in the same model, task and label (empty
     without a FedAvg run). A round whose payloads were rejected broadcasts less (or nothing): its
     counts are real but are not the formula's full-cohort round, so such runs are not checked. A run
@@ -58,11 +63,17 @@ def communication_table(runs: pd.DataFrame, grid: Sequence[str] = ()) -> pd.Data
     formula_up = trained["formula_up"].where(checked)
     formula_down = trained["formula_down"].where(checked)
     has_formula = formula_up.notna() | formula_down.notna()
-    match = (trained["bits_up_per_client_round"] == formula_up) & (
-        trained["bits_down_per_client_round"] == formula_down
-    )
+    # A run table written before catch-up was counted has no column: those runs caught up on nothing.
+    catch_up = trained["bits_catch_up_total"].fillna(0) if "bits_catch_up_total" in trained else 0
+    # Divided in the run table's order: a run without catch-up compares exactly its downlink figure.
+    rounds, cohort = trained["final_round"], trained["cohort_size"]
+    broadcast_down = (trained["bits_down_total"] - catch_up) / rounds / cohort
+    match = (trained["bits_up_per_client_round"] == formula_up) & (broadcast_down == formula_down)
     per_run = trained.assign(
-        _formula_up=formula_up, _formula_down=formula_down, _match=match.where(has_formula, None)
+        _formula_up=formula_up,
+        _formula_down=formula_down,
+        _match=match.where(has_formula, None),
+        _catch_up=catch_up / rounds / cohort,
     )
     records = []
     for keys, g in per_run.groupby(group_keys, dropna=False, sort=False):
@@ -74,6 +85,7 @@ def communication_table(runs: pd.DataFrame, grid: Sequence[str] = ()) -> pd.Data
                 "n_runs": len(g),
                 "bits_up_per_client_round": stats.mean(up),
                 "bits_down_per_client_round": stats.mean(g["bits_down_per_client_round"]),
+                "catch_up_per_client_round": stats.mean(g["_catch_up"]),
                 "bits_up_per_round": stats.mean(g["bits_up_per_round"]),
                 "per_run_spread": float(up.max() - up.min()),
                 "formula_up": _single(g["_formula_up"]),
@@ -107,8 +119,13 @@ def check_communication(comm: pd.DataFrame) -> None:
     if len(bad):
         lines = [
             f"{r['method']} ({r['model']}, {r['label']}): counted {r['bits_up_per_client_round']:g} up / "
-            f"{r['bits_down_per_client_round']:g} down per client and round, formula {r['formula_up']} / "
-            f"{r['formula_down']}"
+            f"{r['bits_down_per_client_round']:g} down per client and round"
+            + (
+                f" (catch-up {r['catch_up_per_client_round']:g} of it)"
+                if r["catch_up_per_client_round"]
+                else ""
+            )
+            + f", formula {r['formula_up']} / {r['formula_down']}"
             for r in bad.to_dict("records")
         ]
         raise ValueError("bits on the wire differ from the methods' formulas:\n  " + "\n  ".join(lines))

@@ -105,6 +105,8 @@ def format_communication_table(table: pd.DataFrame) -> pd.DataFrame:
             "clients / round": table["cohort_size"],
             "uplink / client / round": [format_bits(b) for b in table["bits_up_per_client_round"]],
             "downlink / client / round": [format_bits(b) for b in table["bits_down_per_client_round"]],
+            # What returning clients downloaded for rounds they missed, counted in the downlink above.
+            "of which catch-up": [format_bits(b) for b in table["catch_up_per_client_round"]],
             "uplink / round (all)": [format_bits(b) for b in table["bits_up_per_round"]],
             "runs": table["n_runs"],
         }

@@ -41,6 +41,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "final_round",
     "bits_up_total",
     "bits_down_total",
+    "bits_catch_up_total",
     "rejected_total",
     "bits_up_per_client_round",
     "bits_down_per_client_round",
@@ -94,13 +95,15 @@ def run_table(rows: pd.DataFrame, status: pd.DataFrame, grid: Sequence[str] = ()
     ``start_metric`` / ``start_loss`` are the round-0 row's (NaN if the run has none), ``final_metric``
     / ``final_loss`` the last evaluated round's; for a diverged run that is its last evaluation before
     divergence, which tables never average but figures mark. Totals are the last row's cumulative
-    counts. ``bits_*_per_client_round`` divide them by the rounds and the cohort (the engine counts
-    the broadcast once per receiving client, so the downlink figure is one broadcast), NaN for a run
-    that trained no round. ``client_seconds_per_round`` is the sum of the rows' ``client_seconds`` over
-    the rounds trained (evaluation time is left out: it depends on the schedule, not on the method),
-    ``peak_rss_mb`` the largest of the rows'. A run without rows keeps its keys from ``meta.json`` and
-    NaN measurements. Raises ValueError (``check_consistent``) rather than hold two configurations as
-    seeds of one group.
+    counts; ``bits_catch_up_total`` is the part of the downlink that returning clients downloaded for
+    rounds they missed (the rows' ``bits_catch_up``; 0 under full participation).
+    ``bits_*_per_client_round`` divide them by the rounds and the cohort (the engine counts the
+    broadcast once per receiving client, so the downlink figure is one broadcast plus the catch-up
+    spread over the cohort's rounds), NaN for a run that trained no round.
+    ``client_seconds_per_round`` is the sum of the rows' ``client_seconds`` over the rounds trained
+    (evaluation time is left out: it depends on the schedule, not on the method), ``peak_rss_mb`` the
+    largest of the rows'. A run without rows keeps its keys from ``meta.json`` and NaN measurements.
+    Raises ValueError (``check_consistent``) rather than hold two configurations as seeds of one group.
     """
     grid = list(grid)
     by_dir: dict[str, pd.DataFrame] = {}
@@ -155,6 +158,8 @@ def _measured(g: pd.DataFrame, cohort: Any) -> dict[str, Any]:
         bits_up_total=int(last["bits_up_cum"]),
         bits_down_total=int(last["bits_down_cum"]),
         rejected_total=int(last.get("rejected_cum", 0)),
+        # Rows that predate the column caught up on nothing (load_runs fills its default).
+        bits_catch_up_total=int(g["bits_catch_up"].sum()) if "bits_catch_up" in g.columns else 0,
     )
     # Bits of a trained round; the division order is the one the communication check compares exactly.
     known = rounds > 0 and not pd.isna(cohort)
