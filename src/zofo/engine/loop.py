@@ -26,6 +26,7 @@ from zofo.core.device import (
     check_memory,
     device_name,
     forked_rng,
+    keep_freed_host_memory,
     peak_device_memory_mb,
     reset_peak_memory,
     resolve_device,
@@ -70,6 +71,7 @@ def run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, restart: boo
 def _run(cfg: RunConfig, folder: RunFolder, progress: bool) -> Path:
     out_dir = folder.path
     torch.set_num_threads(cfg.threads)
+    keep_freed_host_memory()
     params = cfg.method_params()
     method_cls = METHODS.get(cfg.method.name, "method.name")
     cohort_size = cfg.federation.clients_per_round or cfg.partition.num_clients
