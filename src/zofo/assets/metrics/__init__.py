@@ -7,10 +7,11 @@ are also ``evaluate`` modules in the folders beside this file, so ``evaluate.loa
 "accuracy"))`` works in a user's own code; the accuracy module computes with ``accuracy`` below.
 
 Accuracy is computed here rather than through ``evaluate``: importing ``evaluate`` imports
-``transformers.pipelines`` and scipy.stats, about a second of every run's start on two cores, for a mean
-of equalities. Its definition is scikit-learn's ``accuracy_score`` (what ``evaluate``'s own hub
-"accuracy" metric computes); tests/unit/test_metrics.py checks the two agree on random and edge inputs.
-``evaluate`` is imported for Rouge-L only, when a generation run first scores.
+``transformers.pipelines``, scipy.stats and requests (some 280 modules a classification run otherwise
+never loads), and before any model is loaded, for a mean of equalities. Its definition is scikit-learn's
+``accuracy_score`` (what ``evaluate``'s own hub "accuracy" metric computes); tests/unit/test_metrics.py
+checks the two agree on random and edge inputs. ``evaluate`` is imported for Rouge-L only, when a
+generation run first scores.
 """
 
 from __future__ import annotations
