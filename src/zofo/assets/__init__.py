@@ -1,3 +1,3 @@
 """What a run trains and scores: models (``models``, ``packaged`` for the assets shipped in registry
-packages), tasks (``tasks``), metrics as ``evaluate`` modules (``metrics``) and the objectives that
-join a model to a task (``objectives``)."""
+packages), tasks (``tasks``), metrics (``metrics``: accuracy as a plain function, both metrics also as
+``evaluate`` modules) and the objectives that join a model to a task (``objectives``)."""

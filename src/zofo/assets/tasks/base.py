@@ -15,12 +15,16 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import datasets
 import numpy as np
 
 from zofo.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    # Imported where a task is built: listing and checking task names (`zofo list`, the workflow's
+    # config check) never loads datasets and the pandas and pyarrow beneath it.
+    import datasets
 
 SPLIT_SEED = 20_241_121  # fixed for every run: the test split never changes with the run seed
 
@@ -91,5 +95,7 @@ def stratified_split(
 def split_dataset(
     ds: datasets.Dataset, test_frac: float = 0.2, val_frac: float = 0.1
 ) -> datasets.DatasetDict:
+    import datasets
+
     parts = stratified_split(ds["label"], test_frac, val_frac)
     return datasets.DatasetDict({k: ds.select(v) for k, v in parts.items()})

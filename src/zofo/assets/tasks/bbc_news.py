@@ -7,12 +7,14 @@ label numbering follows filesystem order and importing it prints. The package is
 from __future__ import annotations
 
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from zofo.assets.tasks.base import TaskData, package_dir, split_dataset
 from zofo.core.config import TaskConfig
 from zofo.core.registry import TASKS
+
+if TYPE_CHECKING:
+    import datasets
 
 # folder name -> label name and the word a causal LM scores for it (each one token for SmolLM2)
 LABELS = {
@@ -30,6 +32,8 @@ def data_dir() -> Path:
 
 
 def load_articles() -> datasets.Dataset:
+    import datasets  # where a task is built, not where its name is checked
+
     rows: dict[str, list] = {"text": [], "label": [], "category": [], "headline": []}
     for label, folder in enumerate(sorted(LABELS)):
         for f in sorted((data_dir() / folder).glob("*.txt")):

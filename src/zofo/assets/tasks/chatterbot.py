@@ -27,13 +27,16 @@ The package is never imported (importing it is not needed to read its data files
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import yaml
 
 from zofo.assets.tasks.base import TaskData, package_dir, split_dataset
 from zofo.core.config import TaskConfig
 from zofo.core.registry import TASKS
+
+if TYPE_CHECKING:
+    import datasets
 
 PROMPT = "{text}"
 
@@ -49,6 +52,8 @@ def _usable(turn: object) -> bool:
 def load_pairs() -> tuple[datasets.Dataset, tuple[str, ...], dict[str, int]]:
     """All distinct (prompt, response) pairs in sorted file order, the category names (sorted file
     stems; ``label`` indexes them) and counts of what was read and dropped."""
+    import datasets  # where a task is built, not where its name is checked
+
     files = sorted(data_dir().glob("*.yml"))
     if not files:
         raise FileNotFoundError(f"no chatterbot topic files (*.yml) under {data_dir()}")

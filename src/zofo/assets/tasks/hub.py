@@ -6,7 +6,6 @@ local folder, which goes through the same ``datasets.load_dataset`` call.
 
 from __future__ import annotations
 
-import datasets
 import numpy as np
 
 from zofo.assets.tasks.base import TaskData, check_label_ids, split_dataset
@@ -17,6 +16,8 @@ from zofo.core.registry import TASKS
 
 @TASKS.register("hub-classification")
 def hub_classification(cfg: TaskConfig) -> TaskData:
+    import datasets  # where a task is built, not where its name is checked
+
     if not cfg.dataset:
         raise ConfigError("task.dataset", cfg.dataset, "a hub dataset id or a local dataset folder")
     try:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from zofo.assets.tasks.base import TaskData, package_dir, split_dataset
 from zofo.core.config import TaskConfig
 from zofo.core.registry import TASKS
+
+if TYPE_CHECKING:
+    import datasets
 
 LABELS = ("negative", "positive")  # label id = position
 LABEL_WORDS = ("terrible", "great")  # MeZO's SST-2 words, in label order
@@ -42,6 +44,8 @@ def corpus_file() -> Path:
 
 def load_tweets() -> datasets.Dataset:
     """The negative and positive rows of the corpus, in file order, with ``label`` 0 / 1."""
+    import datasets  # where a task is built, not where its name is checked
+
     text = corpus_file().read_bytes().decode(ENCODING)
     rows: dict[str, list] = {"text": [], "label": [], "category": [], "confidence": []}
     for row in csv.DictReader(io.StringIO(text, newline="")):
