@@ -207,12 +207,8 @@ class SeededDirections:
         return (lambda i, p, dest: self._whole(p, g)), (lambda z, i, start: z.normal_(generator=g))
 
     def _add(self, w: torch.Tensor, z: torch.Tensor, alpha: float) -> None:
-        if (
-            self.generator != "philox"
-            or w.device.type != "cpu"
-            or w.numel() <= CHUNK
-            or not w.is_contiguous()
-        ):
+        portable = self.generator == "philox"
+        if not portable or w.device.type != "cpu" or w.numel() <= CHUNK or not w.is_contiguous():
             add_scaled_(w, z, alpha, portable=portable)
             return
         # The portable form's product is a temporary as large as the parameter; on the CPU it is made
