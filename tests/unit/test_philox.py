@@ -371,3 +371,22 @@ def test_philox_weights_are_the_same_across_instruction_sets():
     outs = [_python(_STEP, {"ATEN_CPU_CAPABILITY": cap}).split() for cap in ("default", "avx2")]
     assert outs[0][0] != outs[1][0]
     assert outs[0][1] == outs[1][1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_portable_add_rounds_the_product_and_the_sum_apart(dtype: torch.dtype) -> None:
+    """philox.portable_axpy_ (the C kernel's one pass) gives the bits of torch.mul then add_, which round
+    twice; a fused multiply-add rounds once and differs on some elements of a large random sample,
+    so a kernel compiled with contraction would fail here."""
+    gen = torch.Generator().manual_seed(11)
+    n = 1 << 18
+    w = torch.randn(n, generator=gen, dtype=torch.float64).mul_(3).to(dtype)
+    z = torch.randn(n, generator=gen, dtype=torch.float64).to(dtype)
+    for alpha in (1e-3, -2.5e-4, 0.7, -3.0):
+        expected = w.clone().add_(torch.mul(z, alpha))
+        got = philox.portable_axpy_(w.clone(), z, alpha)
+        assert torch.equal(got, expected), f"alpha {alpha}"
+    if dtype == torch.float32:
+        a = torch.tensor(0.7, dtype=torch.float32).item()  # alpha as the kernel sees it
+        fused = (w.double() + z.double() * a).to(torch.float32)  # one rounding: exact product and sum
+        assert not torch.equal(fused, w.clone().add_(torch.mul(z, 0.7)))

@@ -245,6 +245,40 @@ static PyObject *truncated(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* w += (z * alpha) with the product rounded to the element type before the sum: what the portable form
+ * torch.mul(z, alpha) then add_ computes, in one pass and without the temporary. The build forbids
+ * contracting the two into a fused multiply-add (-ffp-contract=off), which would round once instead of
+ * twice; each lane of a vectorised loop rounds as the scalar code does. */
+static void axpy32(float *w, const float *z, Py_ssize_t n, float a) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float p = z[i] * a;
+        w[i] = w[i] + p;
+    }
+}
+
+static void axpy64(double *w, const double *z, Py_ssize_t n, double a) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p = z[i] * a;
+        w[i] = w[i] + p;
+    }
+}
+
+static PyObject *axpy(PyObject *self, PyObject *args) {
+    unsigned long long w, z;
+    Py_ssize_t n;
+    int elsize;
+    double alpha;
+    if (!PyArg_ParseTuple(args, "KKnid", &w, &z, &n, &elsize, &alpha)) return NULL;
+    if (!check_elsize(elsize)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (elsize == 4)
+        axpy32((float *)(uintptr_t)w, (const float *)(uintptr_t)z, n, (float)alpha);
+    else
+        axpy64((double *)(uintptr_t)w, (const double *)(uintptr_t)z, n, alpha);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *use_scalar(PyObject *self, PyObject *args) {
     fill = fill_scalar;
     Py_RETURN_NONE;
@@ -258,6 +292,7 @@ static PyMethodDef methods[] = {
     {"use_scalar", use_scalar, METH_NOARGS, "use the portable scalar variant from now on"},
     {"variant", variant, METH_NOARGS, "the variant in use: 'avx2' or 'scalar'"},
     {"normal", normal, METH_VARARGS, "normal(out_ptr, n, start, elsize, table_ptr, k0, k1, stream)"},
+    {"axpy", axpy, METH_VARARGS, "axpy(w_ptr, z_ptr, n, elsize, alpha): w += round(z * alpha)"},
     {"truncated", truncated, METH_VARARGS,
      "truncated(out_ptr, n, start, elsize, table_ptr, k0, k1, stream, w_lo, span, cap)"},
     {NULL, NULL, 0, NULL},

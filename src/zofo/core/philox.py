@@ -283,6 +283,25 @@ def _fill(
     return out
 
 
+def portable_axpy_(w: torch.Tensor, z: torch.Tensor, alpha: float) -> torch.Tensor:
+    """w += (z * alpha), the product rounded to w's dtype before the sum (``zofo.core.zo.add_scaled_``'s
+    portable form), in one pass by the C kernel for contiguous float32 / float64 CPU tensors of one
+    dtype, else by the torch ops; the same bits either way (tested)."""
+    if (
+        _c is not None
+        and w.device.type == "cpu"
+        and z.device.type == "cpu"
+        and w.dtype == z.dtype
+        and w.dtype in (torch.float32, torch.float64)
+        and w.is_contiguous()
+        and z.is_contiguous()
+        and w.numel() == z.numel()
+    ):
+        _c.axpy(w.data_ptr(), z.data_ptr(), w.numel(), w.element_size(), float(alpha))
+        return w
+    return w.add_(torch.mul(z, alpha))
+
+
 def normal_(out: torch.Tensor, seed: int, stream: int, start: int = 0) -> torch.Tensor:
     """Fill ``out`` (any float dtype, any device, read as flat) with the normals of positions
     start..start + out.numel() of (seed, stream)."""

@@ -118,7 +118,6 @@ class SeededDirections:
         self._buffers: dict[torch.dtype, torch.Tensor] = {}  # lean mode's chunk buffers
         self._bounds = [chunk_bounds(p.numel()) if self._chunked(p) else [] for p in self.params]
         self._scratch: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # lean, unchunked
-        self._products: dict[torch.dtype, torch.Tensor] = {}  # the portable product, chunk by chunk
         # (seed, c) while the weights are held at w + c * eps * z(seed) (see ``estimate(hold=True)``).
         self._held: tuple[int, float] | None = None
         self.regenerations = 0  # how many full z vectors were generated (a cost counter)
@@ -207,21 +206,11 @@ class SeededDirections:
         return (lambda i, p, dest: self._whole(p, g)), (lambda z, i, start: z.normal_(generator=g))
 
     def _add(self, w: torch.Tensor, z: torch.Tensor, alpha: float) -> None:
-        portable = self.generator == "philox"
-        if not portable or w.device.type != "cpu" or w.numel() <= CHUNK or not w.is_contiguous():
-            add_scaled_(w, z, alpha, portable=portable)
-            return
-        # The portable form's product is a temporary as large as the parameter; on the CPU it is made
-        # chunk by chunk in one reused buffer instead (a fresh 47 MB product per pass cost more in page
-        # faults than the arithmetic). Elementwise, so the same numbers.
-        if w.dtype not in self._products:
-            self._products[w.dtype] = torch.empty(CHUNK, dtype=w.dtype)
-        tmp = self._products[w.dtype]
-        flat_w, flat_z = w.view(-1), z.reshape(-1)
-        for a in range(0, flat_w.numel(), CHUNK):
-            b = min(a + CHUNK, flat_w.numel())
-            product = torch.mul(flat_z[a:b], alpha, out=tmp[: b - a])
-            flat_w[a:b].add_(product)
+        if self.generator == "philox":
+            # One pass in the C kernel on the CPU (the torch form makes and reads a temporary product).
+            philox.portable_axpy_(w, z, alpha)
+        else:
+            add_scaled_(w, z, alpha, portable=False)
 
     def z(self, seed: int) -> Iterator[torch.Tensor]:
         """z(seed), one tensor per parameter (in lean mode, freshly drawn and not kept)."""
