@@ -381,3 +381,25 @@ def test_tiny_run_says_there_is_no_baseline_and_prints_what_it_wrote(tiny_run):
     assert "FeedSign on the 1-block model" in md
     for measure in PIPELINE_MEASURES[:4]:
         assert measure in md
+
+
+def test_feedsign_default_compares_each_trees_own_default_generator(tmp_path):
+    """Old default against new default: the current tree's FeedSign under its default generator over
+    the baseline's under its own, from the rows already measured."""
+    rows = Rows(bench.QUICK)
+    p = Pipeline(rows, TREES, tmp_path)
+    # (training seconds, estimates) per timed run
+    measured = {
+        "feedsign": Samples({CURRENT: [(2.0, 50), (2.5, 50), (5.0, 50)], BASELINE: [(9.0, 50)]}),
+        "feedsign-torch": Samples({CURRENT: [(4.0, 50)], BASELINE: [(10.0, 50), (20.0, 50), (30.0, 50)]}),
+    }
+    p.feedsign_default(1, measured, {CURRENT: "philox", BASELINE: "torch"})
+    df = rows.frame()
+    cur = df[(df["measure"] == "throughput_feedsign_default") & (df["tree"] == CURRENT)]
+    base = df[(df["measure"] == "throughput_feedsign_default") & (df["tree"] == BASELINE)]
+    # current: philox runs, median 2.5 s -> 20 estimates/s; baseline: torch runs, median 20 s -> 2.5
+    assert cur["seconds"].tolist() == [2.5] and base["seconds"].tolist() == [20.0]
+    assert cur["ratio_of"].tolist() == ["throughput_feedsign_default@baseline"]
+    assert cur["ratio"].tolist() == pytest.approx([(50 / 2.5) / (50 / 20.0)])
+    assert "philox" in cur["note"].iloc[0] and "torch" in base["note"].iloc[0]
+    assert cur["layers"].tolist() == ["1"]

@@ -14,6 +14,8 @@ import torch
 
 from zofo.bench.options import BenchOptions
 
+# The parts a throughput run's training time is split into (zofo.bench.pipeline.split_profile).
+SHARES: tuple[str, ...] = ("forward", "draw", "moves", "other")
 CSV_COLUMNS: tuple[str, ...] = (
     "model",
     "params",
@@ -36,7 +38,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     # run's profiled training time.
     "tree",
     "layers",
-    *(f"share_{part}" for part in ("forward", "draw", "moves", "other")),
+    *(f"share_{part}" for part in SHARES),
     "note",
 )
 RANDOM_NOTE = "random-init weights (timing only)"

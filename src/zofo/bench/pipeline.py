@@ -53,12 +53,11 @@ from typing import Any
 
 import yaml
 
-from zofo.bench.common import Rows, join, log
+from zofo.bench.common import SHARES, Rows, join, log
 from zofo.bench.options import BenchOptions, format_layers
 from zofo.core.errors import ZofoError
 
 CURRENT, BASELINE = "current", "baseline"
-SHARES: tuple[str, ...] = ("forward", "draw", "moves", "other")
 # A process that takes longer is stopped and its measure reported as failed.
 PROCESS_TIMEOUT_S = 3600
 DAG_COMMAND: tuple[str, ...] = ("snakemake", "-n", "-q", "--cores", "2")
@@ -117,8 +116,8 @@ def current_root() -> Path:
     return root
 
 
-def _git(repo: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=text, timeout=120)
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
 
 
 def build_baseline(rev: str, dest: str | Path, repo: str | Path | None = None) -> tuple[Path, str]:
@@ -130,7 +129,7 @@ def build_baseline(rev: str, dest: str | Path, repo: str | Path | None = None) -
     repo = Path(repo) if repo is not None else current_root()
     try:
         top = _git(repo, "rev-parse", "--show-toplevel")
-    except OSError as e:
+    except (OSError, subprocess.SubprocessError) as e:
         raise BaselineError(f"--baseline {rev}: git cannot run here ({e})") from None
     if top.returncode != 0:
         raise BaselineError(f"--baseline {rev}: {repo} is not in a git repository")
@@ -152,12 +151,13 @@ def build_baseline(rev: str, dest: str | Path, repo: str | Path | None = None) -
     )
     assert archive.stdout is not None
     with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
-        tar.extractall(dest, filter="data")
+        # The "data" filter (no absolute paths, links out of dest, devices) where this Python has it.
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     if archive.wait() != 0:
         raise BaselineError(f"--baseline {rev}: `git archive {commit}` failed")
     if not (dest / "src" / "zofo" / "__init__.py").is_file():
         raise BaselineError(f"--baseline {rev}: revision {commit[:10]} has no src/zofo package")
-    return dest, f"{rev} = {commit[:10]}; " + copy_kernel(root / "src" / "zofo" / "core", dest)
+    return dest, f"{rev} = {commit[:10]}; " + copy_kernel(repo / "src" / "zofo" / "core", dest)
 
 
 def copy_kernel(current_core: Path, tree: Path) -> str:
@@ -360,7 +360,7 @@ class ProfileSplit:
         return max(0.0, self.total - self.forward - self.draw - self.moves)
 
     def shares(self) -> dict[str, float]:
-        parts = {"forward": self.forward, "draw": self.draw, "moves": self.moves, "other": self.other}
+        parts = dict(zip(SHARES, (self.forward, self.draw, self.moves, self.other), strict=True))
         return {k: v / self.total if self.total > 0 else math.nan for k, v in parts.items()}
 
 
@@ -487,6 +487,8 @@ class Pipeline:
     def __init__(self, rows: Rows, tree_list: Sequence[Tree], work: Path):
         self.rows, self.opts, self.trees, self.work = rows, rows.opts, list(tree_list), work
         self._info: dict[str, dict[str, Any]] = {}
+        # (variant, layers) -> tree -> the shares of its profiled run
+        self._shares: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         self._count = 0
 
     @property
@@ -607,7 +609,9 @@ class Pipeline:
         self.add("startup_eval0", runs, lambda v: median([x[1] for x in v]), **common)
 
         def one_import(tree: Tree, i: int) -> float:
-            return float(self.info(tree)["import_seconds"])
+            seconds = float(self.info(tree)["import_seconds"])
+            log(f"import zofo.engine.loop {tree.name} {'warm-up' if i < 0 else i}: {seconds:.2f} s")
+            return seconds
 
         imports = interleaved(self.trees, one_import, opts.pipeline_repeats, opts.pipeline_warmup)
         self.add("import_engine_loop", imports, median)
@@ -678,12 +682,13 @@ class Pipeline:
             return seconds, estimates
 
         samples = interleaved(self.trees, one, opts.pipeline_repeats, warmup=0)
+        shares = self._shares[(variant, size)] = {name: split.shares() for name, split in profiles.items()}
         self.add_throughput(
             f"throughput_{variant}",
             samples,
             layers=size,
             params=next(iter(params.values()), 0),
-            shares={name: split.shares() for name, split in profiles.items()},
+            shares=shares,
             note=f"zo.generator {THROUGHPUT_RUNS[variant][1]}",
             notes=notes,
         )
@@ -712,7 +717,8 @@ class Pipeline:
         """``throughput_feedsign_default``: each tree's FeedSign under the generator of its own default
         config, the current tree's against the baseline's (old default against new default)."""
         chosen = Samples({})
-        notes = {}
+        notes: dict[str, str] = {}
+        shares: dict[str, dict[str, float]] = {}
         for t in self.trees:
             gen = generators.get(t.name)
             variant = FEEDSIGN_BY_GENERATOR.get(gen or "")
@@ -725,12 +731,16 @@ class Pipeline:
                 continue
             source = measured[variant]
             chosen.values[t.name] = source.values.get(t.name, [])
+            if t.name in self._shares.get((variant, format_layers(layers)), {}):
+                shares[t.name] = self._shares[(variant, format_layers(layers))][t.name]
             if t.name in source.failed:
                 chosen.failed[t.name] = source.failed[t.name]
             notes[t.name] = f"= throughput_{variant}: the default config's zo.generator is {gen}"
         if not any(chosen.ok(t.name) for t in self.trees):
             return
-        self.add_throughput("throughput_feedsign_default", chosen, layers=format_layers(layers), notes=notes)
+        self.add_throughput(
+            "throughput_feedsign_default", chosen, layers=format_layers(layers), shares=shares, notes=notes
+        )
 
 
 def run_pipeline(rows: Rows) -> None:

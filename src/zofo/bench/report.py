@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from zofo.bench.common import RANDOM_NOTE, cpu_name, device_name
+from zofo.bench.common import RANDOM_NOTE, SHARES, cpu_name, device_name
 from zofo.bench.models import LOSS_TEXT
 from zofo.bench.options import PIPELINE_SECTIONS, BenchOptions, format_layers, format_shapes
 
@@ -367,7 +367,7 @@ def pipeline_times_table(df: pd.DataFrame) -> pd.DataFrame:
 def _split(row: pd.Series | None) -> str:
     if row is None or _failed(row):
         return ""
-    shares = [row.get(f"share_{k}") for k in ("forward", "draw", "moves", "other")]
+    shares = [row.get(f"share_{k}") for k in SHARES]
     if any(x is None or pd.isna(x) for x in shares):
         return "no profile"
     return " / ".join(f"{100 * x:.0f}" for x in shares)
