@@ -167,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 DESCRIPTION = (
-    "Every measurement in one process and one run; writes OUT/bench.csv, OUT/bench.md (also printed) "
-    "and FIGURES/scaling.{png,pdf}. Quote the ratios, not the seconds."
+    "Every measurement in one run (in one process, except sections startup, dag and throughput, which "
+    "time whole zofo processes of the current code and of --baseline, interleaved); writes "
+    "OUT/bench.csv, OUT/bench.md (also printed) and FIGURES/scaling.{png,pdf}. Quote the ratios, not "
+    "the seconds."
 )
 
 

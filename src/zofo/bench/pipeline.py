@@ -491,10 +491,6 @@ class Pipeline:
         self._shares: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         self._count = 0
 
-    @property
-    def has_baseline(self) -> bool:
-        return any(t.name == BASELINE for t in self.trees)
-
     def folder(self, label: str) -> Path:
         self._count += 1
         path = self.work / f"{self._count:03d}-{label}"
