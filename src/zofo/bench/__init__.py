@@ -15,6 +15,10 @@ timing here has a reference timed in the same run, and the summary quotes ratios
   FedKSeed's server update.
 - ``drift`` (``zofo.bench.drift``, ``--drift``): what stock seeded ``torch.randn`` does to a shared-seed
   method when client and server draw on different hardware, against the portable generator.
+- ``startup``, ``dag``, ``throughput`` (``zofo.bench.pipeline``; only when named): whole ``zofo`` processes
+  of the current code against a baseline revision (``--baseline``), interleaved in the same run: a run's
+  fixed cost before its first training step, the workflow's DAG build, and two-point estimates per
+  second of training for each ZO method with the split of that time.
 
 Timing: the median of ``repeats`` calls after one warm-up, with CUDA events on a GPU and
 ``time.perf_counter`` on the CPU; every call uses a new step seed, so fast mode never finds a previous
@@ -102,7 +106,9 @@ def check_device(opts: BenchOptions) -> None:
 def run_bench(opts: BenchOptions) -> pd.DataFrame:
     """Every measurement of the sections asked for (drift aside) in this process; returns the CSV rows."""
     from zofo.bench.generators import run_generators
+    from zofo.bench.options import PIPELINE_SECTIONS
     from zofo.bench.packaged import run_packaged
+    from zofo.bench.pipeline import run_pipeline
     from zofo.bench.sizes import Sizes
 
     check_device(opts)
@@ -116,6 +122,8 @@ def run_bench(opts: BenchOptions) -> pd.DataFrame:
         rates = run_generators(rows) if "generators" in sections or "sizes" in sections else {}
         if "sizes" in sections:
             Sizes(rows, rates).run()
+        if any(s in sections for s in PIPELINE_SECTIONS):
+            run_pipeline(rows)
     finally:
         torch.set_num_threads(previous_threads)
     return rows.frame()
@@ -159,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 DESCRIPTION = (
-    "Every measurement in one process and one run; writes OUT/bench.csv, OUT/bench.md (also printed) "
-    "and FIGURES/scaling.{png,pdf}. Quote the ratios, not the seconds."
+    "Every measurement in one run (in one process, except sections startup, dag and throughput, which "
+    "time whole zofo processes of the current code and of --baseline, interleaved); writes "
+    "OUT/bench.csv, OUT/bench.md (also printed) and FIGURES/scaling.{png,pdf}. Quote the ratios, not "
+    "the seconds."
 )
 
 

@@ -14,6 +14,8 @@ import torch
 
 from zofo.bench.options import BenchOptions
 
+# The parts a throughput run's training time is split into (zofo.bench.pipeline.split_profile).
+SHARES: tuple[str, ...] = ("forward", "draw", "moves", "other")
 CSV_COLUMNS: tuple[str, ...] = (
     "model",
     "params",
@@ -31,6 +33,12 @@ CSV_COLUMNS: tuple[str, ...] = (
     "ratio_of",
     "threads",
     "repeats",
+    # Sections startup, dag, throughput (zofo.bench.pipeline): the code tree timed ("current" or
+    # "baseline"), the model size (model.layers, "all" for every block), and the shares of a throughput
+    # run's profiled training time.
+    "tree",
+    "layers",
+    *(f"share_{part}" for part in SHARES),
     "note",
 )
 RANDOM_NOTE = "random-init weights (timing only)"
@@ -67,6 +75,10 @@ class Rows:
         device: str = "cpu",
         dtype: str = "float32",
         note: str = "",
+        tree: str = "",
+        layers: str = "",
+        shares: Mapping[str, float] | None = None,
+        threads: int | None = None,
     ) -> None:
         """One row without a ratio, or one row per entry of ``of`` (ratio_of name -> its value). The
         ratio is ``value`` over the entry; ``value`` defaults to the seconds, else the memory."""
@@ -85,8 +97,11 @@ class Rows:
             "device_mb": device_mb,
             "items": items,
             "gb_s": gb_s,
-            "threads": self.opts.threads,
+            "threads": self.opts.threads if threads is None else threads,
             "repeats": self.opts.repeats if repeats is None else repeats,
+            "tree": tree,
+            "layers": layers,
+            **{f"share_{k}": v for k, v in (shares or {}).items()},
             "note": note,
         }
         for ratio_of, ref in (of or {"": math.nan}).items():
@@ -183,3 +198,17 @@ def device_name(device: torch.device | str) -> str:
     import platform
 
     return f"CPU ({platform.machine()})"
+
+
+def cpu_name() -> str:
+    """This machine's processor as the OS names it: what absolute CPU seconds belong to."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

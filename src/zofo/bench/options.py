@@ -12,7 +12,13 @@ import torch
 
 from zofo.core.errors import ConfigError
 
-SECTIONS: tuple[str, ...] = ("packaged", "generators", "sizes", "drift")
+SECTIONS: tuple[str, ...] = ("packaged", "generators", "sizes", "drift", "startup", "dag", "throughput")
+# The sections that time whole `zofo` processes of the current code against a baseline revision's
+# (zofo.bench.pipeline); none of them runs unless asked for.
+PIPELINE_SECTIONS: tuple[str, ...] = ("startup", "dag", "throughput")
+# What the throughput section runs: the ZO methods of the default study with the portable generator,
+# and FeedSign with torch's generator (the generator a config gets when it names none).
+THROUGHPUT_METHODS: tuple[str, ...] = ("feedsign", "feedsign-torch", "zo-fedsgd", "fedkseed", "fedkseed-pro")
 GENERATORS: tuple[str, ...] = ("philox", "torch")
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -42,6 +48,14 @@ OPT_SIZES: dict[str, tuple[int, int, int, int]] = {
 }
 # 66b needs 131 GB in bf16 for its weights alone: past one 80 GB GPU, so not in the default list.
 DEFAULT_CUDA_SIZES: tuple[str, ...] = ("125m", "350m", "1.3b", "2.7b", "6.7b", "13b", "30b")
+
+
+LAYERS_ALLOWED = "comma-separated integers >= 1 or 'all' (every block), e.g. 1,3,all"
+
+
+def format_layers(n: int | None) -> str:
+    """How a model size is spelled on the command line and in the rows: its blocks, or 'all'."""
+    return "all" if n is None else str(n)
 
 
 def model_allowed() -> str:
@@ -126,6 +140,21 @@ class BenchOptions:
     drift_rounds: int = 40  # FeedSign: one step per round
     drift_fedkseed_rounds: int = 30  # one local step per client and round (zofo.bench.drift)
     drift_jobs: int = 2
+    # Sections startup, dag, throughput (zofo.bench.pipeline): the revision the current code is timed
+    # against (None: the current code alone), the packaged model their runs train, the model sizes
+    # (model.layers; None = every block), the methods, FeedSign's and ZO-FedSGD's rounds, FedKSeed's
+    # local steps (one round), the untimed runs per tree before the timed ones (page cache, bytecode; the
+    # throughput section's profiled run is its untimed run), the timed runs per tree and measure, and
+    # the torch threads of each run (the default study's threads_per_run).
+    baseline: str | None = "perf-baseline"
+    pipeline_model: str = "minilm-l6"
+    throughput_layers: tuple[int | None, ...] = (1, 3, None)
+    throughput_methods: tuple[str, ...] = THROUGHPUT_METHODS
+    throughput_rounds: int = 10
+    throughput_fedkseed_steps: int = 15
+    pipeline_warmup: int = 1
+    pipeline_repeats: int = 3
+    run_threads: int = 1
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -152,10 +181,17 @@ class BenchOptions:
             ("--drift-rounds", self.drift_rounds),
             ("--drift-fedkseed-rounds", self.drift_fedkseed_rounds),
             ("--drift-jobs", self.drift_jobs),
+            ("--throughput-rounds", self.throughput_rounds),
+            ("--throughput-fedkseed-steps", self.throughput_fedkseed_steps),
+            ("--pipeline-repeats", self.pipeline_repeats),
+            ("--run-threads", self.run_threads),
         ):
             _positive_int(key, value)
         if self.gen_numel is not None:
             _positive_int("--gen-numel", self.gen_numel)
+        w = self.pipeline_warmup
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ConfigError("--pipeline-warmup", w, "an integer >= 0")
         for key, values in (
             ("--scaling-clients", self.scaling_clients),
             ("--growth-hidden", self.growth_hidden),
@@ -198,6 +234,21 @@ class BenchOptions:
 
         if self.drift_model not in PACKAGED:
             raise ConfigError("--drift-model", self.drift_model, f"one of {sorted(PACKAGED)}")
+        if self.pipeline_model not in PACKAGED:
+            raise ConfigError("--pipeline-model", self.pipeline_model, f"one of {sorted(PACKAGED)}")
+        if not self.throughput_methods:
+            raise ConfigError(
+                "--throughput-methods", "", f"comma-separated values from {list(THROUGHPUT_METHODS)}"
+            )
+        _distinct("--throughput-methods", self.throughput_methods, THROUGHPUT_METHODS)
+        if not self.throughput_layers:
+            raise ConfigError("--throughput-layers", "", LAYERS_ALLOWED)
+        for n in self.throughput_layers:
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise ConfigError("--throughput-layers", n, LAYERS_ALLOWED)
+        _distinct("--throughput-layers", [format_layers(n) for n in self.throughput_layers])
+        if self.baseline is not None and (not isinstance(self.baseline, str) or not self.baseline.strip()):
+            raise ConfigError("--baseline", self.baseline, "a git revision (tag, branch, commit) or 'none'")
 
     @property
     def on_cuda(self) -> bool:
@@ -249,7 +300,26 @@ QUICK = BenchOptions(
     drift_model="tiny-llama",
     drift_rounds=3,
     drift_fedkseed_rounds=2,
+    pipeline_model="tiny-llama",
+    throughput_layers=(None,),
+    throughput_rounds=2,
+    throughput_fedkseed_steps=2,
+    pipeline_warmup=0,
+    pipeline_repeats=1,
 )
+
+
+def parse_layers(text: str) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            out.append(None)
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise ConfigError("--throughput-layers", text, LAYERS_ALLOWED)
+    return tuple(out)
 
 
 def format_shape(shape: tuple[int, int]) -> str:
@@ -369,6 +439,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"FedKSeed rounds of the drift section (default {d.drift_fedkseed_rounds})",
     )
     p.add_argument("--drift-jobs", help=f"party processes run at once (default {d.drift_jobs})")
+    p.add_argument(
+        "--baseline",
+        help=f"sections {','.join(PIPELINE_SECTIONS)}: the git revision timed against the current code, "
+        f"or 'none' (default {d.baseline})",
+    )
+    p.add_argument(
+        "--pipeline-model",
+        help=f"packaged model of the startup and throughput runs (default {d.pipeline_model})",
+    )
+    p.add_argument(
+        "--throughput-layers",
+        help="model sizes of the throughput section: model.layers values, 'all' for every block "
+        f"(default {','.join(format_layers(n) for n in d.throughput_layers)})",
+    )
+    p.add_argument(
+        "--throughput-methods",
+        help=f"comma-separated from {list(THROUGHPUT_METHODS)} (default all)",
+    )
+    p.add_argument(
+        "--throughput-rounds",
+        help=f"FeedSign and ZO-FedSGD rounds of a throughput run (default {d.throughput_rounds})",
+    )
+    p.add_argument(
+        "--throughput-fedkseed-steps",
+        help="FedKSeed(-Pro) local steps of its one throughput round "
+        f"(default {d.throughput_fedkseed_steps})",
+    )
+    p.add_argument(
+        "--pipeline-warmup",
+        help=f"untimed processes per tree before the timed ones, sections startup and dag (default "
+        f"{d.pipeline_warmup}; 0 with --quick)",
+    )
+    p.add_argument(
+        "--pipeline-repeats",
+        help=f"timed processes per tree and measure of sections {','.join(PIPELINE_SECTIONS)}, "
+        f"interleaved between the trees; the median (default {d.pipeline_repeats})",
+    )
+    p.add_argument("--run-threads", help=f"torch threads of each timed run (default {d.run_threads})")
     p.add_argument("--seed", help=f"seed of batches, models and step seeds (default {d.seed})")
     p.add_argument("--assets-dir", help=f"where prepared packaged models live (default {d.assets_dir})")
 
@@ -387,6 +495,11 @@ INT_OPTIONS = (
     "drift_rounds",
     "drift_fedkseed_rounds",
     "drift_jobs",
+    "throughput_rounds",
+    "throughput_fedkseed_steps",
+    "pipeline_warmup",
+    "pipeline_repeats",
+    "run_threads",
 )
 
 
@@ -403,7 +516,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     for key in ("scaling_clients", "growth_hidden"):
         if getattr(args, key) is not None:
             changes[key] = parse_ints("--" + key.replace("_", "-"), getattr(args, key))
-    for key in ("generators", "drift_methods"):
+    for key in ("generators", "drift_methods", "throughput_methods"):
         if getattr(args, key) is not None:
             changes[key] = parse_names(getattr(args, key))
     if args.sizes is not None:
@@ -414,11 +527,15 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         if args.sections is not None:
             raise ConfigError("--drift", "with --sections", "one of them (--drift is --sections drift)")
         changes["sections"] = ("drift",)
+    if args.throughput_layers is not None:
+        changes["throughput_layers"] = parse_layers(args.throughput_layers)
+    if args.baseline is not None:
+        changes["baseline"] = None if args.baseline.strip() == "none" else args.baseline.strip()
     if args.max_seconds is not None:
         changes["max_seconds"] = parse_float("--max-seconds", args.max_seconds)
     if args.memory is not None:
         changes["memory"] = bool(args.memory)
-    for key in ("assets_dir", "device", "dtype", "drift_model"):
+    for key in ("assets_dir", "device", "dtype", "drift_model", "pipeline_model"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     base = QUICK if args.quick else BenchOptions()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from zofo.bench.common import RANDOM_NOTE, device_name
+from zofo.bench.common import RANDOM_NOTE, SHARES, cpu_name, device_name
 from zofo.bench.models import LOSS_TEXT
-from zofo.bench.options import BenchOptions, format_shapes
+from zofo.bench.options import PIPELINE_SECTIONS, BenchOptions, format_layers, format_shapes
 
 # Summary sections: title, what the ratio means, measures (in order).
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -97,6 +98,29 @@ GOALS: tuple[tuple[str, str, str, str, str, float], ...] = (
     ("peak memory, lean ZO / inference", "16x64", "peak_rss_zo_lean", "peak_rss_inference", "<=", 1.15),
 )
 GOAL_MODEL = "smollm2-135m"
+
+# The goals of sections startup, dag, throughput, each the current tree's ratio to the baseline's:
+# (title, measure, layers, "<=" or ">=", target).
+PIPELINE_GOALS: tuple[tuple[str, str, str, str, float], ...] = (
+    (
+        "FeedSign on the 1-block model, default config: estimates/s, current / baseline",
+        "throughput_feedsign_default",
+        "1",
+        ">=",
+        3.0,
+    ),
+)
+# Rows of the start-up and DAG table: measure, what it is.
+PIPELINE_TIMES: tuple[tuple[str, str], ...] = (
+    (
+        "startup_fixed",
+        "a run's fixed cost: process start to its first training step (1-round `zofo run` of the default "
+        "FeedSign config, round-0 evaluation included)",
+    ),
+    ("startup_eval0", "of which the round-0 evaluation"),
+    ("import_engine_loop", "`import zofo.engine.loop` in a fresh interpreter"),
+    ("dag_dry_run", "`snakemake -n -q --cores 2`: the workflow's DAG build (config/config.yaml)"),
+)
 
 
 def goals_table(df: pd.DataFrame, model: str = GOAL_MODEL) -> pd.DataFrame:
@@ -260,6 +284,193 @@ def sizes_tables(df: pd.DataFrame, gpu: bool) -> tuple[pd.DataFrame, pd.DataFram
     return pd.DataFrame(steps), pd.DataFrame(memory)
 
 
+def _pipeline_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["tree"].fillna("") != ""]
+
+
+def _tree_row(part: pd.DataFrame, measure: str, tree: str, layers: str | None = None) -> pd.Series | None:
+    hit = part[(part["measure"] == measure) & (part["tree"] == tree)]
+    if layers is not None:
+        hit = hit[hit["layers"].fillna("").astype(str) == layers]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _failed(row: pd.Series | None) -> bool:
+    return row is not None and str(row["note"]).startswith("failed")
+
+
+def _ratio_to_baseline(part: pd.DataFrame, measure: str, layers: str | None = None) -> float:
+    hit = part[(part["measure"] == measure) & (part["ratio_of"] == f"{measure}@baseline")]
+    if layers is not None:
+        hit = hit[hit["layers"].fillna("").astype(str) == layers]
+    return float(hit["ratio"].iloc[0]) if len(hit) else math.nan
+
+
+def pipeline_goals_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per pipeline goal: the measured ratio current / baseline and whether it meets the target."""
+    part = _pipeline_rows(df)
+    out = []
+    for title, measure, layers, op, target in PIPELINE_GOALS:
+        ratio = _ratio_to_baseline(part, measure, layers)
+        compared = []
+        for tree in ("current", "baseline"):
+            row = _tree_row(part, measure, tree, layers)
+            gen = re.search(r"zo\.generator is (\w+)", "" if row is None else str(row["note"]))
+            if gen:
+                compared.append(f"{gen.group(1)} ({tree})")
+        met = (
+            "not measured"
+            if math.isnan(ratio)
+            else ("yes" if (ratio <= target if op == "<=" else ratio >= target) else "no")
+        )
+        out.append(
+            {
+                "goal": title,
+                "generators": " vs ".join(compared),
+                "target": f"{op} {target:g}",
+                "measured": "" if math.isnan(ratio) else f"{ratio:.3g}",
+                "met": met,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _seconds(row: pd.Series | None) -> str:
+    if row is None:
+        return ""
+    if _failed(row):
+        return "failed"
+    return "" if pd.isna(row["seconds"]) else f"{row['seconds']:.3g} s"
+
+
+def pipeline_times_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Start-up and DAG build: the median seconds of each tree and the ratio current / baseline."""
+    part = _pipeline_rows(df)
+    out = []
+    for measure, what in PIPELINE_TIMES:
+        cur, base = _tree_row(part, measure, "current"), _tree_row(part, measure, "baseline")
+        if cur is None and base is None:
+            continue
+        ratio = _ratio_to_baseline(part, measure)
+        out.append(
+            {
+                "measure": measure,
+                "what": what,
+                "current": _seconds(cur),
+                "baseline": _seconds(base),
+                "current / baseline": "" if math.isnan(ratio) else f"{ratio:.3g}",
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _split(row: pd.Series | None) -> str:
+    if row is None or _failed(row):
+        return ""
+    shares = [row.get(f"share_{k}") for k in SHARES]
+    if any(x is None or pd.isna(x) for x in shares):
+        return "no profile"
+    return " / ".join(f"{100 * x:.0f}" for x in shares)
+
+
+def _estimates_rate(row: pd.Series | None) -> str:
+    if row is None:
+        return ""
+    if _failed(row):
+        return "failed"
+    return f"{row['items'] / row['seconds']:.3g}"
+
+
+def throughput_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method and model size: estimates per second of each tree, the ratio current / baseline, and
+    the split of each tree's profiled training time (percent)."""
+    part = _pipeline_rows(df)
+    part = part[part["measure"].str.startswith("throughput_")]
+    out = []
+    keys = part[["measure", "layers"]].astype(str).drop_duplicates().itertuples(index=False)
+    for measure, layers in keys:
+        cur, base = _tree_row(part, measure, "current", layers), _tree_row(part, measure, "baseline", layers)
+        first = cur if cur is not None and not _failed(cur) else base
+        ratio = _ratio_to_baseline(part, measure, layers)
+        estimates = "" if first is None or pd.isna(first["items"]) else f"{first['items']:.0f}"
+        out.append(
+            {
+                "method": measure.removeprefix("throughput_"),
+                "layers": layers,
+                "estimates per run": estimates,
+                "current estimates/s": _estimates_rate(cur),
+                "baseline estimates/s": _estimates_rate(base),
+                "current / baseline": "" if math.isnan(ratio) else f"{ratio:.3g}",
+                "current split %": _split(cur),
+                "baseline split %": _split(base),
+            }
+        )
+    table = pd.DataFrame(out)
+    if len(table) and (table["baseline estimates/s"] == "").all():
+        table = table.drop(columns=["baseline estimates/s", "current / baseline", "baseline split %"])
+    return table
+
+
+def pipeline_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, str]) -> list[str]:
+    """The lines of the startup, dag and throughput part of the summary (none when they did not run)."""
+    from zofo.analysis.tables import to_markdown
+
+    part = _pipeline_rows(df)
+    if part.empty:
+        return []
+    trees = []
+    for tree in ("current", "baseline"):
+        row = _tree_row(part, "tree", tree)
+        if row is not None:
+            note = str(row["note"])
+            # Without a baseline its row's note is the sentence that says why.
+            trees.append(note if note.startswith("Baseline") else f"{tree}: {note}")
+    lines = [
+        "",
+        "## Start-up, DAG build and training throughput, current code against a baseline",
+        "",
+        "Whole `zofo` processes of each tree (`PYTHONPATH=<tree>/src`), interleaved (current, baseline, "
+        f"current, ...): the median of {opts.pipeline_repeats} timed process"
+        f"{'es' if opts.pipeline_repeats != 1 else ''} per tree and measure after {opts.pipeline_warmup} "
+        f"untimed, each run at {opts.run_threads} torch thread{'s' if opts.run_threads != 1 else ''}. "
+        f"Seconds are this machine's ({header.get('cpu', 'CPU')}; {header['machine']}) and include whatever "
+        "else ran on it: quote the ratios, both sides of which were timed in this run.",
+        "",
+        "Trees: " + "; ".join(trees).rstrip(".") + ".",
+    ]
+    goals = pipeline_goals_table(part)
+    if (goals["met"] != "not measured").any() or (part["measure"].str.startswith("throughput_")).any():
+        lines += ["", "### Goal", "", to_markdown(goals).rstrip()]
+    times = pipeline_times_table(part)
+    if len(times):
+        lines += ["", "### Start-up and DAG build", "", to_markdown(times).rstrip()]
+    tp = throughput_table(part)
+    if len(tp):
+        lines += [
+            "",
+            "### Training throughput",
+            "",
+            "Two-point estimates per second of training: a run's estimates (local_steps_total) over its "
+            "clients' and server's seconds (rounds.jsonl; evaluation excluded); "
+            f"{opts.pipeline_model} cut to `layers` blocks, batch 8 x 24 tokens, 5 clients, fast mode, "
+            f"eps 1e-3; FeedSign and ZO-FedSGD {opts.throughput_rounds} rounds, FedKSeed(-Pro) 1 round of "
+            f"{opts.throughput_fedkseed_steps} local steps at K = 4096; zo.generator philox except "
+            "feedsign-torch; feedsign_default: FeedSign with each tree's default generator. Split: the "
+            "time of one more run under cProfile, from each round's start to its end, in forward passes / "
+            "drawing directions / weight moves / the rest (zofo.bench.pipeline.split_profile; cProfile's "
+            "own cost falls on the Python calls, so read it as where the time goes).",
+            "",
+            to_markdown(tp).rstrip(),
+        ]
+    failed = part[part["note"].fillna("").str.startswith("failed")]
+    if len(failed):
+        lines += ["", "Failed:"]
+        for _, r in failed.iterrows():
+            where = f" layers {r['layers']}" if str(r["layers"]) not in ("", "nan") else ""
+            lines.append(f"- {r['measure']}{where}, {r['tree']}: {str(r['note']).removeprefix('failed: ')}")
+    return lines
+
+
 def options_text(opts: BenchOptions) -> str:
     """The options that shaped this run's rows (a section that did not run contributes none)."""
     sections = opts.run_sections
@@ -285,6 +496,20 @@ def options_text(opts: BenchOptions) -> str:
         ]
     if "generators" in sections or "sizes" in sections:
         parts.append(f"normals per generator timing {opts.gen_numel or 'default (2^24 CPU, 2^28 CUDA)'}")
+    if any(x in sections for x in PIPELINE_SECTIONS):
+        parts += [
+            f"baseline {opts.baseline or 'none'}",
+            f"pipeline model {opts.pipeline_model}",
+            f"pipeline repeats {opts.pipeline_repeats} after {opts.pipeline_warmup} untimed",
+            f"run threads {opts.run_threads}",
+        ]
+    if "throughput" in sections:
+        parts += [
+            f"throughput methods {','.join(opts.throughput_methods)}",
+            f"layers {','.join(format_layers(n) for n in opts.throughput_layers)}",
+            f"FeedSign and ZO-FedSGD rounds {opts.throughput_rounds}",
+            f"FedKSeed local steps {opts.throughput_fedkseed_steps}",
+        ]
     parts += [f"max seconds per measure {opts.max_seconds:g}", f"seed {opts.seed}"]
     return "Options: " + "; ".join(parts) + "."
 
@@ -296,23 +521,36 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
     gpu = opts.on_cuda
     random_models = sorted(set(df.loc[df["note"].str.contains(RANDOM_NOTE, na=False, regex=False), "model"]))
     timer = "CUDA events on the GPU, time.perf_counter on the CPU" if gpu else "time.perf_counter"
-    lines = [
-        "# zofo bench",
-        "",
-        f"Measured in one process, one run ({header['when']}; {header['machine']}; "
-        f"torch {torch.__version__}; zofo commit {header['commit']}). {opts.threads} torch threads; "
-        f"every timing is the median of up to {opts.repeats} call{'s' if opts.repeats != 1 else ''} after "
-        f"1 warm-up ({timer}), each call with a new step seed. "
-        "Quote the ratios: both sides of each were timed in this run, same process, threads, model and "
-        "batch." + ("" if gpu else " Step times on the CPU are in bench.csv, not printed here."),
-        "",
-        f"Loss: {LOSS_TEXT}. Batches: random token ids, full attention masks; shape = batch x tokens.",
-        "",
-        "Random-init weights, used for timing and memory only: " + (", ".join(random_models) or "none") + ".",
-        "",
-        options_text(opts),
-    ]
-    packaged = df[~df["model"].str.startswith("opt-") & (df["model"] != "-")]
+    if any(x not in PIPELINE_SECTIONS for x in opts.run_sections):
+        lines = [
+            "# zofo bench",
+            "",
+            f"Measured in one process, one run ({header['when']}; {header['machine']}; "
+            f"torch {torch.__version__}; zofo commit {header['commit']}). {opts.threads} torch threads; "
+            f"every timing is the median of up to {opts.repeats} call{'s' if opts.repeats != 1 else ''} "
+            f"after 1 warm-up ({timer}), each call with a new step seed. "
+            "Quote the ratios: both sides of each were timed in this run, same process, threads, model and "
+            "batch." + ("" if gpu else " Step times on the CPU are in bench.csv, not printed here."),
+            "",
+            f"Loss: {LOSS_TEXT}. Batches: random token ids, full attention masks; shape = batch x tokens.",
+            "",
+            "Random-init weights, used for timing and memory only: "
+            + (", ".join(random_models) or "none")
+            + ".",
+            "",
+            options_text(opts),
+        ]
+    else:
+        # Only whole-process sections: none of the in-process timing conventions above applies.
+        lines = [
+            "# zofo bench",
+            "",
+            f"Measured in one run ({header['when']}; {header['machine']}; torch {torch.__version__}; zofo "
+            f"commit {header['commit']}).",
+            "",
+            options_text(opts),
+        ]
+    packaged = df[~df["model"].str.startswith("opt-") & (df["model"] != "-") & (df["tree"].fillna("") == "")]
     if (packaged["model"] == GOAL_MODEL).any():
         lines += [
             "",
@@ -370,6 +608,7 @@ def summary_markdown(df: pd.DataFrame, opts: BenchOptions, header: Mapping[str, 
             for _, r in skipped.iterrows():
                 why = r["note"].split(";")[0].removeprefix("skipped: ")
                 lines.append(f"- {r['model']} {r['shape']} {r['measure']}: {why}")
+    lines += pipeline_markdown(df, opts, header)
     return "\n".join(lines) + "\n"
 
 
@@ -458,7 +697,7 @@ def header_info(opts: BenchOptions) -> dict[str, str]:
     device = device_name(opts.device)
     if opts.on_cuda:
         machine += f"; GPU: {device}"
-    return {"when": now(), "machine": machine, "commit": commit, "device": device}
+    return {"when": now(), "machine": machine, "commit": commit, "device": device, "cpu": cpu_name()}
 
 
 def write_outputs(
