@@ -382,8 +382,8 @@ def test_the_example_config_documents_device_and_dtype() -> None:
 
 
 def test_glibc_accepts_the_allocator_settings_on_linux() -> None:
-    """mallopt returns 1 only for a parameter and value it takes: a wrong constant or a value over
-    glibc's limit (the mmap threshold's is 32 MiB) would return 0 and leave the defaults."""
+    """mallopt returns 1 only for a parameter and value it takes: a wrong constant or a value out of
+    glibc's range would return 0 and leave the defaults."""
     import sys
 
     from zofo.core.device import keep_freed_host_memory

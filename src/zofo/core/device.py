@@ -201,28 +201,29 @@ def restore_location(device: torch.device) -> Callable[[torch.UntypedStorage, st
     return restore
 
 
-# glibc mallopt parameters (malloc.h): freed blocks above the trim threshold go back to the OS, and
-# allocations above the mmap threshold get pages of their own.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 << 20  # the largest value glibc accepts on 64-bit systems
+# glibc mallopt parameters (malloc.h): freed heap above the trim threshold goes back to the OS, and
+# allocations above the mmap threshold (at most _MMAP_MAX of them at once) get pages of their own.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
 def keep_freed_host_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of returning it to the OS at once.
+    """Ask glibc to serve every allocation from a heap it keeps, instead of mapping large blocks and
+    giving freed memory back to the OS at once.
 
-    A training step allocates the same activation buffers at every forward; glibc's defaults hand
-    blocks of a few MB back to the OS when they are freed and fault fresh pages in at the next
-    allocation. Measured on the batched forward of 40 sequences through MiniLM-L6's first block, that
-    was 0.34 s of system time per 2.6 s of computation, and about none with freed memory kept. Numbers
-    do not change (only where buffers live); the process holds on to its peak heap. True if applied
-    (glibc on Linux), False elsewhere."""
+    A training step allocates the same buffers at every step (activations, a flattened update, an
+    optimiser's state); glibc's defaults map each block over a few MB afresh and unmap it when freed, so
+    every step faults its pages in again. Measured on MiniLM-L6's first block: the batched forward of
+    40 sequences spent 0.34 s of system time per 2.6 s of computation, and a FedAvg run 7.2 s of system
+    time in 21.5 s, against 1.7 s in 14.7 s with large blocks kept. Numbers do not change (only where
+    buffers live); the process keeps its peak heap until it exits. True if applied (glibc on Linux),
+    False elsewhere."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
 
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
-        return bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1 and ok)
+        no_maps = libc.mallopt(_M_MMAP_MAX, 0) == 1
+        return bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1 and no_maps)
     except (OSError, AttributeError):  # another C library (musl) or none: keep its defaults
         return False
