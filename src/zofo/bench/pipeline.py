@@ -170,10 +170,42 @@ def copy_kernel(current_core: Path, tree: Path) -> str:
     if not (core / "_philox.c").is_file():
         return "the baseline has no kernel source: its own generator code"
     if not filecmp.cmp(current_core / "_philox.c", core / "_philox.c", shallow=False):
-        return "kernel source differs from the current one: not copied, the baseline draws through torch ops"
+        return compile_kernel(tree)
     for k in kernels:
         shutil.copy2(k, core / k.name)
     return "the current compiled kernel copied in (same kernel source)"
+
+
+def compile_kernel(tree: Path) -> str:
+    """Build ``tree``'s own generator kernel in place, with the compile flags its pyproject.toml gives
+    (a baseline whose kernel source differs must not draw through the slower torch ops, nor through
+    the current kernel); returns what was done, for the report."""
+    import sysconfig
+    import tempfile
+    import tomllib
+
+    from setuptools import Distribution, Extension
+
+    core = tree / "src" / "zofo" / "core"
+    try:
+        meta = tomllib.loads((tree / "pyproject.toml").read_text())
+        spec = next(m for m in meta["tool"]["setuptools"]["ext-modules"] if m["name"] == "zofo.core._philox")
+        ext = Extension(
+            "zofo.core._philox",
+            [str(core / "_philox.c")],
+            extra_compile_args=spec.get("extra-compile-args", []),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = Distribution({"ext_modules": [ext]}).get_command_obj("build_ext")
+            cmd.build_lib, cmd.build_temp = tmp, str(Path(tmp) / "temp")
+            cmd.ensure_finalized()
+            cmd.run()
+            suffix = sysconfig.get_config_var("EXT_SUFFIX")
+            shutil.copy2(Path(tmp) / "zofo" / "core" / f"_philox{suffix}", core / f"_philox{suffix}")
+    except Exception as e:  # no compiler, no flags: the baseline's pure-torch path, and the report says so
+        reason = f"{type(e).__name__}: {e}"
+        return f"its kernel source differs and did not compile ({reason}): it draws through torch ops"
+    return "its own kernel source compiled with its own flags (it differs from the current one)"
 
 
 def describe_current(root: Path) -> str:
