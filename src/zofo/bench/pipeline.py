@@ -364,10 +364,17 @@ def _in_philox(key: StatsKey) -> bool:
     return _path(key).endswith(PHILOX_FILE)
 
 
+# The generator module's weight move (the portable add, one pass in the kernel): a move, not a draw.
+MOVE_KERNEL = PHILOX_KERNEL + "axpy"
+MOVE_FUNCTION = "portable_axpy_"
+
+
 def _is_draw(key: StatsKey) -> bool:
     name = builtin_name(key)
     if name is None:
-        return _in_philox(key)
+        return _in_philox(key) and key[2] != MOVE_FUNCTION
+    if name == MOVE_KERNEL:
+        return False
     return name.startswith(PHILOX_KERNEL) or name.rsplit(".", 1)[-1] in TORCH_DRAWS
 
 
@@ -407,7 +414,8 @@ def split_profile(stats: Mapping[StatsKey, StatsEntry]) -> ProfileSplit:
       kernel ``zofo.core._philox``) and torch's normal_ / randn, counted on entry from outside the
       generator (so its internal calls are not counted twice);
     - moves: the own time of add_, sub_, mul, mul_, copy_ called directly from zofo's code outside the
-      models, objectives and generator (``_moves_weights``);
+      models, objectives and generator (``_moves_weights``), and of the kernel's portable add
+      (``zofo.core._philox.axpy``, reached through ``philox.portable_axpy_``, which is no draw);
     - other: the rest.
     """
     total = sum(entry[2] for entry in stats.values())
@@ -422,7 +430,9 @@ def split_profile(stats: Mapping[StatsKey, StatsEntry]) -> ProfileSplit:
                 draw += cumtime
             draw += sum(c[3] for caller, c in callers.items() if not _is_draw(caller))
         name = builtin_name(key)
-        if name is not None and name.rsplit(".", 1)[-1] in MOVE_OPS:
+        if name == MOVE_KERNEL:
+            moves += sum(c[2] for c in callers.values())
+        elif name is not None and name.rsplit(".", 1)[-1] in MOVE_OPS:
             moves += sum(c[2] for caller, c in callers.items() if _moves_weights(caller))
     return ProfileSplit(total=total, forward=forward, draw=draw, moves=moves)
 
