@@ -114,3 +114,28 @@ def test_feedsign_batched_clients_send_the_same_signs_and_reach_the_same_weights
     assert len({s for rnd in signs_separate for s in rnd}) == 2
     for a, b in zip(w_batched, w_separate, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_the_engine_runs_feedsign_batched_to_the_separate_runs_rows(tmp_path, run_config_dict) -> None:
+    """Through the round loop: the same bits, and the same losses and accuracy to float tolerance."""
+    from conftest import read_rows
+
+    from zofo.core.config import RunConfig
+    from zofo.engine.loop import run
+
+    rows = {}
+    for batched in (False, True):
+        data = run_config_dict("feedsign", {"lr": 1e-3}, zo={"batch_clients": batched})
+        data["federation"]["rounds"] = 3
+        rows[batched] = read_rows(run(RunConfig.from_dict(data), tmp_path / str(batched), progress=False))
+    assert len(rows[True]) == len(rows[False]) == 4
+    for a, b in zip(rows[True], rows[False], strict=True):
+        assert (a["bits_up"], a["bits_down"], a["local_steps_total"]) == (
+            b["bits_up"],
+            b["bits_down"],
+            b["local_steps_total"],
+        )
+        assert a["metric"] == b["metric"]
+        assert abs(a["eval_loss"] - b["eval_loss"]) < 1e-5
+        if a["train_loss"] is not None:
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-5

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import load_tiny_llama
 
 from zofo import bench
@@ -405,3 +406,18 @@ def test_feedsign_default_compares_each_trees_own_default_generator(tmp_path):
     assert cur["ratio"].tolist() == pytest.approx([(50 / 2.5) / (50 / 20.0)])
     assert "philox" in cur["note"].iloc[0] and "torch" in base["note"].iloc[0]
     assert cur["layers"].tolist() == ["1"]
+
+
+def test_throughput_runs_take_each_trees_own_zo_settings_but_the_rows_generator(tmp_path):
+    from zofo.bench.pipeline import Tree, throughput_config, with_tree_zo
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    for root, zo in ((new, {"eps": 1e-3, "generator": "torch", "batch_clients": True}), (old, {"eps": 1e-3})):
+        (root / "config").mkdir(parents=True)
+        (root / "config" / "config.yaml").write_text(yaml.safe_dump({"run_defaults": {"zo": zo}}))
+    cfg = throughput_config(bench.QUICK, "feedsign", 1)
+    mine = with_tree_zo(cfg, Tree("current", new, ""))
+    theirs = with_tree_zo(cfg, Tree("baseline", old, ""))
+    assert mine["zo"]["batch_clients"] is True and mine["zo"]["generator"] == cfg["zo"]["generator"]
+    assert "batch_clients" not in theirs["zo"]  # a key the older revision does not know never reaches it
+    assert theirs["zo"] == cfg["zo"]

@@ -63,7 +63,8 @@ PROCESS_TIMEOUT_S = 3600
 DAG_COMMAND: tuple[str, ...] = ("snakemake", "-n", "-q", "--cores", "2")
 PROBE = Path(__file__).with_name("probe.py")
 
-# The throughput runs: the default study's ZO settings (config/config.yaml run_defaults and method
+# The throughput runs: the default study's ZO settings (each tree's config/config.yaml run_defaults'
+# zo section, ``with_tree_zo``, and method
 # blocks), one evaluation at each end on a small subset (evaluation is not timed; it only has to run).
 THROUGHPUT_BATCH, THROUGHPUT_TOKENS, THROUGHPUT_CLIENTS = 8, 24, 5
 THROUGHPUT_EVAL_EXAMPLES = 16
@@ -510,6 +511,18 @@ def startup_config(opts: BenchOptions, tree: Tree) -> dict[str, Any]:
     )
 
 
+def with_tree_zo(cfg: Mapping[str, Any], tree: Tree) -> dict[str, Any]:
+    """A throughput config with the ZO settings of the tree's own default study (run_defaults' zo
+    section: e.g. batched clients where the tree has them), its generator aside: each row names its
+    own. Keys a tree does not know never reach it, so the same row runs on every revision."""
+    try:
+        own = (tree_config(tree).get("run_defaults") or {}).get("zo") or {}
+    except MeasureFailed:
+        own = {}
+    zo = {**cfg["zo"], **{k: v for k, v in own.items() if k != "generator"}}
+    return {**cfg, "zo": {**zo, "generator": cfg["zo"]["generator"]}}
+
+
 def default_generator(tree: Tree, info: Mapping[str, Any]) -> str | None:
     """The zo.generator of the tree's default config: run_defaults' when it names one, else the
     RunConfig default the tree itself reports."""
@@ -693,7 +706,7 @@ class Pipeline:
 
         def start(tree: Tree, label: str) -> tuple[Path, Path]:
             d = self.folder(f"{variant}-L{size}-{tree.name}-{label}")
-            (d / "run.yaml").write_text(yaml.safe_dump(cfg))
+            (d / "run.yaml").write_text(yaml.safe_dump(with_tree_zo(cfg, tree)))
             return d, d / "run.yaml"
 
         # The profiled runs come first: they are also each tree's untimed run (page cache, bytecode).

@@ -277,8 +277,9 @@ class ZOConfig:
     # Clients that evaluate the same perturbed weights (FeedSign's, which share each step's seed) are
     # simulated with one batched forward per side instead of one forward per client. Each client's loss
     # equals its own forward's up to float rounding (not bit for bit: the matrix products see other
-    # shapes), and nothing sent changes; false runs one forward per client.
-    batch_clients: bool = True
+    # shapes), and nothing sent changes. Off by default, so that runs recorded before the key existed
+    # keep their identity; the default study turns it on.
+    batch_clients: bool = False
     # Memory (MiB) fast mode may spend on directions kept for a later pass in the same round: FedKSeed's
     # server reuses its clients' z instead of regenerating them. The numbers are the same at any value.
     cache_mb: int = 4096
