@@ -123,6 +123,13 @@ PIPELINE_TIMES: tuple[tuple[str, str], ...] = (
 )
 
 
+def goal_met(ratio: float, op: str, target: float) -> str:
+    """ "yes" or "no" for a measured ratio against its goal (``op`` "<=" or ">="), "not measured" for NaN."""
+    if math.isnan(ratio):
+        return "not measured"
+    return "yes" if (ratio <= target if op == "<=" else ratio >= target) else "no"
+
+
 def goals_table(df: pd.DataFrame, model: str = GOAL_MODEL) -> pd.DataFrame:
     """One row per goal: the measured ratio on ``model`` and whether it meets the target."""
     out = []
@@ -134,11 +141,7 @@ def goals_table(df: pd.DataFrame, model: str = GOAL_MODEL) -> pd.DataFrame:
             & (df["ratio_of"] == of)
         ]
         ratio = float(hit["ratio"].iloc[0]) if len(hit) else math.nan
-        met = (
-            "not measured"
-            if math.isnan(ratio)
-            else ("yes" if (ratio <= target if op == "<=" else ratio >= target) else "no")
-        )
+        met = goal_met(ratio, op, target)
         out.append(
             {
                 "goal": title,
@@ -318,11 +321,7 @@ def pipeline_goals_table(df: pd.DataFrame) -> pd.DataFrame:
             gen = re.search(r"zo\.generator is (\w+)", "" if row is None else str(row["note"]))
             if gen:
                 compared.append(f"{gen.group(1)} ({tree})")
-        met = (
-            "not measured"
-            if math.isnan(ratio)
-            else ("yes" if (ratio <= target if op == "<=" else ratio >= target) else "no")
-        )
+        met = goal_met(ratio, op, target)
         out.append(
             {
                 "goal": title,
