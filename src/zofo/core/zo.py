@@ -72,8 +72,9 @@ def add_scaled_(w: torch.Tensor, z: torch.Tensor, alpha: float, portable: bool) 
     """w += alpha * z. ``portable`` rounds the product and the sum apart: torch's fused
     ``add_(z, alpha=)`` is one multiply-add on some CPUs and GPUs and two roundings on others, so parties
     holding the same weights and z would drift apart by an ulp a step. The stock generator keeps the
-    fused form, whose numbers the committed runs hold."""
-    return w.add_(torch.mul(z, alpha)) if portable else w.add_(z, alpha=alpha)
+    fused form, whose numbers the committed runs hold. The portable form runs in one pass of the
+    generator's C kernel on the CPU (``philox.portable_axpy_``; the same bits as torch.mul then add_)."""
+    return philox.portable_axpy_(w, z, alpha) if portable else w.add_(z, alpha=alpha)
 
 
 def chunk_bounds(numel: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
@@ -206,11 +207,7 @@ class SeededDirections:
         return (lambda i, p, dest: self._whole(p, g)), (lambda z, i, start: z.normal_(generator=g))
 
     def _add(self, w: torch.Tensor, z: torch.Tensor, alpha: float) -> None:
-        if self.generator == "philox":
-            # One pass in the C kernel on the CPU (the torch form makes and reads a temporary product).
-            philox.portable_axpy_(w, z, alpha)
-        else:
-            add_scaled_(w, z, alpha, portable=False)
+        add_scaled_(w, z, alpha, portable=self.generator == "philox")
 
     def z(self, seed: int) -> Iterator[torch.Tensor]:
         """z(seed), one tensor per parameter (in lean mode, freshly drawn and not kept)."""
